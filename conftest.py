@@ -1,0 +1,66 @@
+"""Root conftest: the suite's command-line options, GPU gating, parametrization and engine fixtures.
+
+Tests stay thin: everything they need comes from the `qwenharness` library.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from qwenharness.testing import HarnessOptions
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("qwenharness")
+    g.addoption("--models", default=None,
+                help="comma-separated model names (default: tiny on CPU, qwen3_8b,qwen3_14b on GPU)")
+    g.addoption("--presets", default=None, help="comma-separated presets (default: all three)")
+    g.addoption("--datasets", default=None, help="comma-separated datasets or 'all' (default: all 14)")
+    g.addoption("--sample-limit", type=int, default=None, help="samples per dataset (reproducible subset)")
+    g.addoption("--backend", default="auto",
+                help="vllm, hf, or both comma-separated (default: vllm on GPU, vllm,hf on CPU)")
+    g.addoption("--data-dir", default=None, help="folder of local dataset files (default: see README)")
+    g.addoption("--results-dir", default="results", help="where results are written (default: results)")
+    g.addoption("--run-id", default="pytest", help="run id under results/evaluations (default: pytest)")
+    g.addoption("--require-gpu", action="store_true", help="fail, instead of skip, tests that need a GPU")
+    g.addoption("--validate-only", action="store_true",
+                help="check configurations without loading models (milestone 2)")
+    g.addoption("--load-format", default="auto", choices=("auto", "dummy"),
+                help="'dummy' runs real architectures with random weights (vLLM)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._harness_options = HarnessOptions.from_pytest(config)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def harness(pytestconfig: pytest.Config) -> HarnessOptions:
+    return pytestconfig._harness_options  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is None:
+        return
+    options: HarnessOptions = item.config._harness_options  # type: ignore[attr-defined]
+    if options.gpu is None:
+        reason = "no NVIDIA GPU visible to NVML"
+        if options.require_gpu:
+            pytest.fail(f"{reason}, and --require-gpu was given", pytrace=False)
+        pytest.skip(f"{reason}; this test runs on a GPU machine (use --require-gpu to make this a failure)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    options: HarnessOptions = metafunc.config._harness_options  # type: ignore[attr-defined]
+    params = {
+        "model_name": options.models,
+        "preset_name": options.presets,
+        "dataset_name": options.datasets,
+        "backend_name": options.backends,
+    }
+    for name, values in params.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, values, scope="session" if name != "dataset_name" else "function")

@@ -1,0 +1,49 @@
+"""`qwenharness` command line. Each subcommand lives in qwenharness/commands/<name>.py and exposes
+`register(subparsers)`; handlers return an exit status. HarnessErrors become one line and status 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import HarnessError
+
+COMMANDS = ("models", "presets", "datasets", "evaluate", "score", "bench", "compare", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: one line, status 2
+        self.exit(2, f"qwenharness: error: {message} (see qwenharness --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qwenharness", description="Validate and benchmark Qwen models served by vLLM.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"qwenharness.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"qwenharness.commands.{name}":
+                raise
+            continue  # command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except HarnessError as e:
+        print(f"qwenharness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qwenharness: interrupted; finished samples are saved, rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

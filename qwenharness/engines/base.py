@@ -1,0 +1,103 @@
+"""The Engine protocol: two batch calls, as in lm-evaluation-harness's LM interface.
+
+Callers submit a whole dataset (or more) per call; engines schedule it. Never one prompt at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = disabled
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Either a raw `prompt` or chat `messages` ([{"role": ..., "content": ...}]), or token ids."""
+
+    prompt: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    enable_thinking: bool | None = None  # Qwen3 only; None = the model's default
+
+    def __post_init__(self) -> None:
+        given = sum(x is not None for x in (self.prompt, self.messages, self.prompt_token_ids))
+        if given != 1:
+            raise ValueError("a GenerationRequest needs exactly one of prompt, messages, prompt_token_ids")
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: str  # "stop" | "length" | "error"
+    latency_s: float  # wall time of the batch call this request was part of, per request share
+    first_token_s: float | None = None  # time to first token, where the engine exposes it
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclass
+class LoglikelihoodResult:
+    logprob: float  # summed log-probability of the continuation's tokens given the context
+    is_greedy: bool  # every continuation token is the argmax at its position
+    num_tokens: int  # continuation tokens scored
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EngineInfo:
+    engine: str  # "vllm" | "hf"
+    model: str
+    preset: str
+    device: str
+    dtype: str
+    versions: dict[str, str]
+    weight_bytes: int | None
+    kv_cache_bytes: int | None
+    load_time_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]: ...
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]: ...
+
+    def apply_chat_template(self, messages: list[dict[str, str]], *, enable_thinking: bool | None = None,
+                            add_generation_prompt: bool = True) -> str: ...
+
+    def info(self) -> EngineInfo: ...
+
+    def close(self) -> None: ...

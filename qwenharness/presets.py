@@ -1,0 +1,216 @@
+"""Presets (performance / balanced / memory_optimized) and their validated resolution per model.
+
+`get_model_config(model, preset, gpu)` returns a ResolvedConfig: engine settings plus a memory plan
+computed from the architecture. It raises ConfigError, naming the fix, for a configuration that cannot
+run: weights and one full-length sequence of KV cache do not fit the planned memory, a context longer
+than the model's, or more tensor-parallel ranks than GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import ConfigError, UnknownNameError
+from .hardware import GiB, GPUSpec, detect_gpu, host_memory_bytes
+from .models import DTYPE_BYTES, ModelSpec, get_model_spec
+
+# The seed's limit: balanced and memory_optimized must plan at most this fraction of GPU memory.
+CONSERVATIVE_MEMORY_LIMIT = 0.80
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    gpu_memory_utilization: float
+    max_model_len: int  # capped at the model's context length
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    cuda_graphs: bool
+    kv_cache_dtype: str  # "auto" (= model dtype) or "fp8"
+    enable_prefix_caching: bool
+
+
+_PRESETS: dict[str, Preset] = {
+    "performance": Preset(
+        "performance", "Highest throughput: most memory for KV cache, large batches, CUDA graphs.",
+        gpu_memory_utilization=0.90, max_model_len=8192, max_num_seqs=256,
+        max_num_batched_tokens=16384, cuda_graphs=True, kv_cache_dtype="auto", enable_prefix_caching=True,
+    ),
+    "balanced": Preset(
+        "balanced", "Good throughput within 80% of GPU memory; the default.",
+        gpu_memory_utilization=0.80, max_model_len=8192, max_num_seqs=128,
+        max_num_batched_tokens=8192, cuda_graphs=True, kv_cache_dtype="auto", enable_prefix_caching=True,
+    ),
+    "memory_optimized": Preset(
+        "memory_optimized", "Smallest footprint: 60% of GPU memory, fp8 KV cache, eager mode, small batches.",
+        gpu_memory_utilization=0.60, max_model_len=4096, max_num_seqs=32,
+        max_num_batched_tokens=4096, cuda_graphs=False, kv_cache_dtype="fp8", enable_prefix_caching=False,
+    ),
+}
+
+DEFAULT_PRESET = "balanced"
+DEFAULT_SEED = 1234
+CUDA_GRAPH_BYTES = int(0.75 * GiB)  # measured order of vLLM's graph pool for 7-14B models
+RUNTIME_BYTES = int(1.0 * GiB)  # CUDA context, NCCL and allocator slack
+CPU_KV_CACHE_BYTES = 1 * GiB  # vLLM-CPU's KV space (VLLM_CPU_KVCACHE_SPACE, in GiB)
+
+
+def get_available_presets() -> list[str]:
+    return list(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown preset '{name}'",
+                               f"choose one of {', '.join(_PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    device_memory_bytes: int  # per card (GPU) or host RAM (CPU)
+    budget_bytes: int  # what the engine may take per card: utilisation x memory
+    weight_bytes: int  # per card, after tensor-parallel sharding
+    kv_bytes_per_token: int  # per card
+    activation_bytes: int
+    overhead_bytes: int  # CUDA graphs and runtime
+    kv_cache_bytes: int  # what is left for KV cache in the budget
+    kv_capacity_tokens: int
+    max_concurrent_full_sequences: int
+    planned_fraction: float  # budget / device memory
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    model: ModelSpec
+    preset: str
+    device: str  # "cuda" | "cpu"
+    gpu: GPUSpec | None
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    enforce_eager: bool
+    kv_cache_dtype: str
+    tensor_parallel_size: int
+    seed: int
+    enable_prefix_caching: bool
+    load_format: str  # "auto" (real weights) | "dummy" (random weights, real architecture)
+    memory: MemoryPlan
+
+    @property
+    def key(self) -> str:
+        """A stable identifier of everything that changes the model's outputs."""
+        return (f"{self.model.name}|{self.preset}|{self.dtype}|{self.max_model_len}|{self.kv_cache_dtype}"
+                f"|tp{self.tensor_parallel_size}|{self.load_format}|seed{self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["gpu"] = self.gpu.to_dict() if self.gpu else None
+        return d
+
+    def with_overrides(self, **changes: Any) -> "ResolvedConfig":
+        return replace(self, **changes)
+
+
+def get_model_config(
+    model: str | ModelSpec,
+    preset: str = DEFAULT_PRESET,
+    gpu: GPUSpec | None | str = "auto",
+    *,
+    tensor_parallel_size: int = 1,
+    max_model_len: int | None = None,
+    load_format: str = "auto",
+    seed: int = DEFAULT_SEED,
+    dtype: str | None = None,
+) -> ResolvedConfig:
+    """Resolve and validate one model x preset for a GPU (given, or detected when "auto"; None = CPU)."""
+    spec = model if isinstance(model, ModelSpec) else get_model_spec(model)
+    p = get_preset(preset)
+    target = detect_gpu() if gpu == "auto" else gpu
+    assert target is None or isinstance(target, GPUSpec)
+    dtype = dtype or spec.default_dtype
+    if dtype not in DTYPE_BYTES:
+        raise ConfigError(f"unknown dtype '{dtype}'", "use bfloat16, float16 or float32")
+
+    if max_model_len is not None and max_model_len > spec.context_length:
+        raise ConfigError(
+            f"max_model_len {max_model_len} exceeds {spec.name}'s context length {spec.context_length}",
+            f"use --max-model-len {spec.context_length} or less",
+        )
+    length = max_model_len or min(p.max_model_len, spec.context_length)
+    if tensor_parallel_size < 1:
+        raise ConfigError(f"tensor_parallel_size must be at least 1, got {tensor_parallel_size}",
+                          "use --tensor-parallel-size 1")
+    if target is not None and tensor_parallel_size > target.count:
+        raise ConfigError(
+            f"tensor_parallel_size {tensor_parallel_size} needs {tensor_parallel_size} GPUs but "
+            f"{target.count} {'is' if target.count == 1 else 'are'} visible",
+            f"use --tensor-parallel-size {target.count} or make more GPUs visible (CUDA_VISIBLE_DEVICES)",
+        )
+    if spec.num_kv_heads % tensor_parallel_size and tensor_parallel_size % spec.num_kv_heads:
+        raise ConfigError(f"{spec.name} has {spec.num_kv_heads} KV heads, not divisible by TP {tensor_parallel_size}",
+                          "choose a tensor-parallel size that divides the KV head count")
+
+    on_gpu = target is not None
+    # vLLM-CPU has no fp8 KV cache worth using and no CUDA graphs; keep the model's dtype there.
+    kv_dtype = p.kv_cache_dtype if on_gpu else "auto"
+    kv_dtype_name = dtype if kv_dtype == "auto" else kv_dtype
+    memory = _plan_memory(spec, p, target, dtype, kv_dtype_name, length, tensor_parallel_size)
+    return ResolvedConfig(
+        model=spec, preset=p.name, device="cuda" if on_gpu else "cpu", gpu=target, dtype=dtype,
+        max_model_len=length,
+        gpu_memory_utilization=p.gpu_memory_utilization if on_gpu else 0.5,
+        max_num_seqs=p.max_num_seqs if on_gpu else min(p.max_num_seqs, 64),
+        max_num_batched_tokens=max(p.max_num_batched_tokens, length),
+        enforce_eager=not p.cuda_graphs or not on_gpu,
+        kv_cache_dtype=kv_dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
+        enable_prefix_caching=p.enable_prefix_caching, load_format=load_format, memory=memory,
+    )
+
+
+def _plan_memory(spec: ModelSpec, p: Preset, gpu: GPUSpec | None, dtype: str, kv_dtype: str,
+                 length: int, tp: int) -> MemoryPlan:
+    weights = spec.weight_bytes(dtype) // tp
+    kv_per_token = spec.kv_bytes_per_token(kv_dtype) // tp
+    # Peak activations of one scheduler step: MLP and attention intermediates for the batched
+    # tokens, plus float32 logits for every running sequence.
+    act = (p.max_num_batched_tokens * (2 * spec.intermediate_size + 4 * spec.hidden_size) * DTYPE_BYTES[dtype]) // tp
+    act += p.max_num_seqs * spec.vocab_size * 4
+    if gpu is not None:
+        device_mem = gpu.memory_bytes
+        budget = int(p.gpu_memory_utilization * device_mem)
+        overhead = RUNTIME_BYTES + (CUDA_GRAPH_BYTES if p.cuda_graphs else 0)
+        where = f"{gpu.name} ({device_mem / GiB:.0f} GiB)"
+    else:
+        device_mem = host_memory_bytes()
+        kv_space = CPU_KV_CACHE_BYTES
+        budget = weights + act + RUNTIME_BYTES + kv_space
+        overhead = RUNTIME_BYTES
+        where = f"this host's memory ({device_mem / GiB:.0f} GiB)"
+    kv_bytes = budget - weights - act - overhead
+    need = length * kv_per_token
+    if kv_bytes < need or (gpu is None and budget > 0.8 * device_mem):
+        short = max(need - kv_bytes, 0) + max(budget - int(0.8 * device_mem), 0) * (gpu is None)
+        raise ConfigError(
+            f"{spec.name} with preset '{p.name}' does not fit {where}: weights {weights / GiB:.1f} GiB + "
+            f"one {length}-token sequence of KV cache {need / GiB:.2f} GiB + overhead "
+            f"{(act + overhead) / GiB:.1f} GiB exceed the {budget / GiB:.1f} GiB budget by {short / GiB:.1f} GiB",
+            "use preset memory_optimized, a shorter --max-model-len, more GPUs with --tensor-parallel-size, "
+            "or a smaller model",
+        )
+    capacity = kv_bytes // kv_per_token
+    return MemoryPlan(
+        device_memory_bytes=device_mem, budget_bytes=budget, weight_bytes=weights,
+        kv_bytes_per_token=kv_per_token, activation_bytes=act, overhead_bytes=overhead,
+        kv_cache_bytes=kv_bytes, kv_capacity_tokens=capacity,
+        max_concurrent_full_sequences=capacity // length, planned_fraction=budget / device_mem,
+    )

@@ -1,0 +1,134 @@
+"""The Task interface: docs -> requests -> per-sample scores -> aggregate metrics.
+
+A task never talks to an engine directly: it asks a RunContext, which batches requests, consults the
+response cache (for resumable runs) and shows progress. Most tasks only implement `build_requests`,
+`score` and `aggregate`; multi-step protocols (MT-Bench) override `run`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..engines.base import (
+    Generation,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+Output = Generation | LoglikelihoodResult
+
+
+@dataclass
+class TaskOptions:
+    n_shot: int | None = None  # None = the task's conventional default
+    seed: int = 1234
+    chat: bool = False  # wrap prompts in the model's chat template
+    enable_thinking: bool | None = None  # Qwen3 thinking; None = model default
+    num_samples: int = 1  # samples per problem (pass@k)
+    temperature: float | None = None  # None = the task protocol's
+    max_tokens: int | None = None
+
+
+@dataclass
+class TaskRequest:
+    doc_id: str
+    requests: list[GenerationRequest] | list[LoglikelihoodRequest]
+
+
+@dataclass
+class SampleRecord:
+    """One line of <dataset>.samples.jsonl."""
+
+    doc_id: str
+    prompt: Any  # text, chat messages, or per-choice contexts
+    target: Any
+    outputs: list[Any]  # generated texts (thinking stripped) or per-choice log-likelihoods
+    scores: dict[str, Any]  # per-sample metric values
+    extra: dict[str, Any] = field(default_factory=dict)  # raw outputs with <think>, statuses, judgments
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunContext(Protocol):
+    """What the evaluation runner gives a task: cached, batched, progress-reporting engine calls."""
+
+    model_name: str
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
+
+    def judge_generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+    def apply_chat_template(self, messages: list[dict[str, str]], enable_thinking: bool | None = None) -> str: ...
+
+
+class Task(ABC):
+    name: str  # equals the dataset registry name
+    output_type: Literal["loglikelihood", "generate", "multi_turn"]
+    default_n_shot: int = 0
+    metric_names: tuple[str, ...] = ()
+    higher_is_better: bool = True
+
+    @abstractmethod
+    def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
+                       fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
+        """One TaskRequest per doc, in the order of `docs`."""
+
+    @abstractmethod
+    def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
+              options: TaskOptions) -> SampleRecord:
+        """Score one doc's outputs (same order as request.requests)."""
+
+    def aggregate(self, records: list[SampleRecord]) -> dict[str, dict[str, Any]]:
+        from ..metrics import aggregate_scores
+
+        return aggregate_scores((r.scores for r in records if r.error is None), self.metric_names)
+
+    @abstractmethod
+    def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
+        """Score responses produced elsewhere (`qwenharness score`); several = n samples."""
+
+    def fewshot_split(self) -> str | None:
+        """The split few-shot examples come from, or None for zero-shot tasks."""
+        return None
+
+    def run(self, docs: list[dict[str, Any]], ctx: RunContext, options: TaskOptions,
+            fewshot_docs: list[dict[str, Any]] | None = None) -> list[SampleRecord]:
+        """Default protocol: build every request, submit them in one batch, score each doc."""
+        treqs = self.build_requests(docs, options, fewshot_docs)
+        flat = [r for t in treqs for r in t.requests]
+        if self.output_type == "loglikelihood":
+            outs: list[Any] = ctx.loglikelihood(flat)  # type: ignore[arg-type]
+        else:
+            outs = ctx.generate(flat)  # type: ignore[arg-type]
+        records, i = [], 0
+        for doc, t in zip(docs, treqs):
+            n = len(t.requests)
+            records.append(self.score(doc, t, outs[i:i + n], options))
+            i += n
+        return records
+
+
+def strip_thinking(text: str) -> tuple[str, str | None]:
+    """Split a Qwen3 answer into (answer without <think>...</think>, the thinking or None).
+
+    An unterminated <think> (generation cut off while thinking) leaves no answer.
+    """
+    start = text.find("<think>")
+    if start == -1:
+        end = text.find("</think>")  # chat templates may open the block in the prompt
+        if end == -1:
+            return text, None
+        return text[end + len("</think>"):].lstrip(), text[:end]
+    end = text.find("</think>", start)
+    if end == -1:
+        return "", text[start + len("<think>"):]
+    return (text[:start] + text[end + len("</think>"):]).strip(), text[start + len("<think>"):end]

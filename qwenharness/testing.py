@@ -1,0 +1,70 @@
+"""Support for the pytest gates: the options a run was given, resolved once per session."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .hardware import GPUSpec, detect_gpu
+
+CPU_DEFAULT_MODELS = ["tiny"]
+CPU_SCALING_MODELS = ["tiny", "tiny-2x"]
+GPU_DEFAULT_MODELS = ["qwen3_8b", "qwen3_14b"]
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@dataclass
+class HarnessOptions:
+    models: list[str]
+    presets: list[str]
+    datasets: list[str]
+    backends: list[str]
+    sample_limit: int | None
+    data_dir: str | None
+    results_dir: Path
+    run_id: str
+    require_gpu: bool
+    validate_only: bool
+    load_format: str
+    gpu: GPUSpec | None = field(default=None)
+    models_given: bool = False
+
+    @classmethod
+    def from_pytest(cls, config) -> "HarnessOptions":  # noqa: ANN001 - pytest.Config
+        from .presets import get_available_presets
+        from .tasks import get_available_tasks
+
+        gpu = detect_gpu()
+        opt = config.getoption
+        models = _split(opt("--models"))
+        backends = _split(opt("--backend"))
+        if not backends or backends == ["auto"]:
+            backends = ["vllm"] if gpu else ["vllm", "hf"]
+        presets = _split(opt("--presets"))
+        datasets = _split(opt("--datasets"))
+        if datasets == ["all"]:
+            datasets = []
+        return cls(
+            models=models or (GPU_DEFAULT_MODELS if gpu else CPU_DEFAULT_MODELS),
+            models_given=bool(models),
+            presets=presets or get_available_presets(),
+            datasets=datasets or get_available_tasks(),
+            backends=backends,
+            sample_limit=opt("--sample-limit"),
+            data_dir=opt("--data-dir") or os.environ.get("QWENHARNESS_DATA_DIR"),
+            results_dir=Path(opt("--results-dir")),
+            run_id=opt("--run-id"),
+            require_gpu=bool(opt("--require-gpu")),
+            validate_only=bool(opt("--validate-only")),
+            load_format=opt("--load-format"),
+            gpu=gpu,
+        )
+
+    def scaling_models(self) -> list[str]:
+        if self.models_given:
+            return self.models
+        return GPU_DEFAULT_MODELS if self.gpu else CPU_SCALING_MODELS
