@@ -31,7 +31,8 @@ _KNOWN: dict[str, tuple[int, float]] = {
     "L40S": (46068 * 1024**2, 0.864e12),
 }
 
-H100_80GB = GPUSpec("NVIDIA H100 80GB HBM3", *_KNOWN["H100 80GB HBM3"])
+H100_80GB = GPUSpec("NVIDIA H100 80GB HBM3", memory_bytes=_KNOWN["H100 80GB HBM3"][0], count=1,
+                    bandwidth_bytes_per_s=_KNOWN["H100 80GB HBM3"][1])
 
 
 def bandwidth_for(gpu_name: str) -> float | None:

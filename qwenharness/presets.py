@@ -204,8 +204,8 @@ def _plan_memory(spec: ModelSpec, p: Preset, gpu: GPUSpec | None, dtype: str, kv
             f"{spec.name} with preset '{p.name}' does not fit {where}: weights {weights / GiB:.1f} GiB + "
             f"one {length}-token sequence of KV cache {need / GiB:.2f} GiB + overhead "
             f"{(act + overhead) / GiB:.1f} GiB exceed the {budget / GiB:.1f} GiB budget by {short / GiB:.1f} GiB",
-            "use preset memory_optimized, a shorter --max-model-len, more GPUs with --tensor-parallel-size, "
-            "or a smaller model",
+            ("use preset memory_optimized, " if p.name != "memory_optimized" else "use ")
+            + "a shorter --max-model-len, more GPUs with --tensor-parallel-size, or a smaller model",
         )
     capacity = kv_bytes // kv_per_token
     return MemoryPlan(
