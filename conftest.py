@@ -34,6 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _pin_xdist_worker_gpu()  # first: before anything can initialise CUDA (see docs/xdist.md)
     config._harness_options = HarnessOptions.from_pytest(config)  # type: ignore[attr-defined]
 
 
@@ -64,3 +65,50 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name, values in params.items():
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, values, scope="session" if name != "dataset_name" else "function")
+
+
+# -- engines: one alive at a time, each opened once per session (issue 3) --------------------------
+ENGINE_PARAMS = ("model_name", "preset_name", "backend_name")
+
+
+def _pin_xdist_worker_gpu() -> None:
+    """Under pytest-xdist, pin worker gwN to GPU N (CUDA_VISIBLE_DEVICES); no-op otherwise or on CPU."""
+    from qwenharness.errors import HarnessError
+    from qwenharness.gpu import pin_xdist_worker
+
+    try:
+        pin_xdist_worker()
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if not any(p in params for p in ENGINE_PARAMS):
+        return None
+    return tuple(params.get(p) for p in ENGINE_PARAMS)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group parametrized tests by (model, preset, backend) within each module, keeping their order
+    otherwise, so the session's EnginePool opens each engine once. Under pytest-xdist each engine key
+    also becomes an xdist_group, so `--dist loadgroup` keeps an engine's tests on one worker."""
+    from qwenharness.engines.pool import group_stably
+
+    items[:] = group_stably(items, _engine_key, lambda it: getattr(it, "path", None))
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            key = _engine_key(item)
+            if key is not None and None not in key:
+                item.add_marker(pytest.mark.xdist_group(name="engine-" + "-".join(map(str, key))))
+
+
+@pytest.fixture(scope="session")
+def engine_pool(harness: HarnessOptions):  # noqa: ANN201 - yields an EnginePool
+    """The session's EnginePool: `engine_pool.get(model, preset, backend)`; closed at session end."""
+    from qwenharness.engines.pool import EnginePool
+
+    pool = EnginePool(gpu="auto", load_format=harness.load_format)
+    yield pool
+    pool.close()

@@ -33,6 +33,9 @@ from .models import ModelSpec, get_model_spec, is_tiny
 RECIPE_VERSION = 1  # bump when anything below changes the built files
 WEIGHT_SEED = 20240601
 EMBED_STD = 0.3  # logits spread a few nats: greedy choices are well separated, not near ties
+BYTE_TOKEN_SCALE = 0.1  # the 256 single-byte tokens get small embeddings, so the model rarely
+# emits lone bytes (which decode to U+FFFD) and its random text stays valid, re-tokenizable UTF-8
+N_BYTE_TOKENS = 256
 
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # control tokens: dropped by skip_special_tokens
@@ -267,6 +270,7 @@ def _recipe_hash(spec: ModelSpec, corpus: list[tuple[str, str]]) -> str:
     h = hashlib.sha256()
     recipe = {
         "recipe_version": RECIPE_VERSION, "weight_seed": WEIGHT_SEED, "embed_std": EMBED_STD,
+        "byte_token_scale": BYTE_TOKEN_SCALE,
         "config": hf_config(spec, bos_id=0, eos_id=0), "chat_template": CHAT_TEMPLATE,
         "regex": PRETOKENIZE_REGEX, "special": SPECIAL_TOKENS + TEXT_TOKENS,
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
@@ -312,7 +316,10 @@ def _write_weights(spec: ModelSpec, file: Path) -> None:
             tensors[name] = np.ones(shape, dtype=np.float32)
         else:
             std = EMBED_STD if init == "embed" else shape[1] ** -0.5
-            tensors[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+            values = rng.standard_normal(shape) * std
+            if init == "embed":
+                values[:N_BYTE_TOKENS] *= BYTE_TOKEN_SCALE  # BPE puts the byte alphabet first
+            tensors[name] = values.astype(np.float32)
     save_file(tensors, str(file), metadata={"format": "pt"})
 
 

@@ -52,37 +52,39 @@ def unreachable_reason(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None
     return reason
 
 
-def _offline_error(spec: DatasetSpec, split: str, why: str) -> DataError:
+def _offline_error(spec: DatasetSpec, split: str, why: str, context: str = "") -> DataError:
     return DataError(
-        f"dataset '{spec.name}' ({split}) is not in a local data directory or the cache, and the Hub "
-        f"source {spec.hub_source(split)} cannot be read: {why}",
+        f"{context}cannot read dataset '{spec.name}' ({split}) from {spec.hub_source(split)}: {why}",
         "offline? point --data-dir or QWENHARNESS_DATA_DIR at a folder of local files "
         f"(<dir>/{spec.local_file(split)}; ../shared/data has all 14), or run "
         "`qwenharness datasets --download` once on a machine with network",
     )
 
 
-def fetch_split(spec: DatasetSpec, split: str) -> tuple[list[dict[str, Any]], str]:
-    """Raw rows of one split from the network, and a description of where they came from."""
+def fetch_split(spec: DatasetSpec, split: str, context: str = "") -> tuple[list[dict[str, Any]], str]:
+    """Raw rows of one split from the network, and a description of where they came from.
+
+    `context` starts any error message (the loader says which folders it searched first).
+    """
     remote = spec.remote_files.get(split)
     url = remote.path if remote is not None and remote.repo_id is None else hub_endpoint()
     if _offline_env():
         # Hugging Face's offline mode: its own caches may still serve the split; a plain URL cannot.
         if remote is not None and remote.repo_id is None:
-            raise _offline_error(spec, split, "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set")
+            raise _offline_error(spec, split, "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set", context)
     else:
         why = unreachable_reason(url)
         if why is not None:
-            raise _offline_error(spec, split, why)
+            raise _offline_error(spec, split, why, context)
     if remote is not None:
-        path = _download_file(spec, split)
+        path = _download_file(spec, split, context)
         from .loader import read_jsonl  # local import: loader imports this module
 
         return [row for _, row in read_jsonl(path)], spec.hub_source(split)
-    return _load_with_datasets(spec, split), spec.hub_source(split)
+    return _load_with_datasets(spec, split, context), spec.hub_source(split)
 
 
-def _download_file(spec: DatasetSpec, split: str) -> Path:
+def _download_file(spec: DatasetSpec, split: str, context: str) -> Path:
     remote = spec.remote_files[split]
     try:
         if remote.repo_id is not None:
@@ -102,10 +104,10 @@ def _download_file(spec: DatasetSpec, split: str) -> Path:
     except DataError:
         raise
     except Exception as e:  # network, HTTP or Hub errors: all end here, with the source named
-        raise _offline_error(spec, split, f"{type(e).__name__}: {e}") from e
+        raise _offline_error(spec, split, f"{type(e).__name__}: {e}", context) from e
 
 
-def _load_with_datasets(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
+def _load_with_datasets(spec: DatasetSpec, split: str, context: str) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - a dependency of the package
@@ -115,5 +117,5 @@ def _load_with_datasets(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
         ds = datasets.load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split(split),
                                    revision=spec.hub_revision)
     except Exception as e:  # ConnectionError, DatasetNotFoundError, offline-mode errors, ...
-        raise _offline_error(spec, split, f"{type(e).__name__}: {e}") from e
+        raise _offline_error(spec, split, f"{type(e).__name__}: {e}", context) from e
     return ds.to_list()

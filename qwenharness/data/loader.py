@@ -35,7 +35,11 @@ _DATA_DIR_FIX = ("pass --data-dir (or set QWENHARNESS_DATA_DIR to) a folder with
 
 # -- where data lives ----------------------------------------------------------------------------
 def default_data_dir() -> Path | None:
-    """`../shared/data` beside the source checkout this package runs from, if both exist."""
+    """$QWENHARNESS_DATA_DIR if set, else `../shared/data` beside the source checkout if it exists, else
+    None (the cache, then the Hub)."""
+    env = os.environ.get(DATA_DIR_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
     repo = Path(__file__).resolve().parents[2]
     candidate = repo.parent / "shared" / "data"
     if (repo / "pyproject.toml").is_file() and candidate.is_dir():
@@ -44,20 +48,21 @@ def default_data_dir() -> Path | None:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data directory in force: the argument, else the environment, else the default (or None).
+    """The data directory in force: the argument, else `default_data_dir()`.
 
     A directory that is named (argument or environment) but missing raises DataError.
     """
-    for value, origin in ((data_dir, "--data-dir"), (os.environ.get(DATA_DIR_ENV), DATA_DIR_ENV)):
-        if value is None or str(value).strip() == "":
-            continue
-        path = Path(value).expanduser()
-        if not path.exists():
-            raise DataError(f"data directory {path} ({origin}) does not exist", _DATA_DIR_FIX)
-        if not path.is_dir():
-            raise DataError(f"data directory {path} ({origin}) is not a directory", _DATA_DIR_FIX)
-        return path
-    return default_data_dir()
+    if data_dir is not None and str(data_dir).strip() != "":
+        path, origin = Path(data_dir).expanduser(), "--data-dir"
+    else:
+        path, origin = default_data_dir(), DATA_DIR_ENV
+        if path is None or not os.environ.get(DATA_DIR_ENV, "").strip():
+            return path
+    if not path.exists():
+        raise DataError(f"data directory {path} ({origin}) does not exist", _DATA_DIR_FIX)
+    if not path.is_dir():
+        raise DataError(f"data directory {path} ({origin}) is not a directory", _DATA_DIR_FIX)
+    return path
 
 
 def cache_dir() -> Path:
@@ -184,9 +189,16 @@ class SplitData:
     source: str  # file path or Hub source
 
 
+def _numbered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for i, rec in enumerate(records):
+        rec["_index"] = i
+    return records
+
+
 def read_split(name: str, split: str | None = None, *, data_dir: str | os.PathLike[str] | None = None,
                strict: bool = True) -> SplitData:
-    """Every record of one split, from the first source that has it, checked against the schema.
+    """Every record of one split, from the first source that has it, checked against the schema and
+    numbered: each record gets "_index", its row in the split.
 
     With `strict`, a local file whose row count differs from the benchmark's raises DataError (a
     file cut at a line boundary parses but is short); a Hub split that differs only warns.
@@ -206,60 +218,63 @@ def read_split(name: str, split: str | None = None, *, data_dir: str | os.PathLi
             raise DataError(f"{path}:{last}: {len(records)} rows, expected {expected} for {spec.title} "
                             f"{split} (the file looks truncated or is not the full split)",
                             "re-copy or re-download it, or pass strict=False for a file of your own")
-        return SplitData(name, split, records, status, str(path))
-    rows, source = hub.fetch_split(spec, split)
+        return SplitData(name, split, _numbered(records), status, str(path))
+    searched = " or ".join(str(root / spec.local_file(split)) for _, root in _locations(data_dir))
+    rows, source = hub.fetch_split(spec, split, context=f"no local copy ({searched}), and ")
     records = [_prepare(spec, fields, row, f"{source} row {i}") for i, row in enumerate(rows)]
     if len(records) != expected:
         warnings.warn(f"{source}: {len(records)} rows, expected {expected}; the Hub copy may have changed",
                       stacklevel=2)
-    return SplitData(name, split, records, "hub", source)
+    return SplitData(name, split, _numbered(records), "hub", source)
 
 
 # -- the public loading API ----------------------------------------------------------------------
 def select_indices(n: int, limit: int | None, seed: int = DEFAULT_SEED) -> list[int]:
-    """A reproducible subset of range(n): `limit` indices in ascending order.
-
-    The indices come from one seeded permutation, so a smaller limit picks a subset of a larger one.
-    """
+    """A reproducible subset of range(n): `limit` indices drawn with random.Random(seed), in order."""
     if limit is None or limit >= n:
         return list(range(n))
     if limit <= 0:
         raise DataError(f"sample limit must be a positive number, got {limit}",
                         "pass --sample-limit N with N >= 1, or leave it out for every sample")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return sorted(order[:limit])
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
+def load(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, split: str | None = None,
+         data_dir: str | os.PathLike[str] | None = None, *, strict: bool = True) -> list[dict[str, Any]]:
+    """Rows of a dataset's evaluation split (or `split`) in its Hub schema, the same from local files,
+    the cache and the Hub; each row has "_index", its row in the split.
+
+    `limit` takes a reproducible subset (see `select_indices`), in the split's order.
+    """
+    records = read_split(name, split, data_dir=data_dir, strict=strict).records
+    if limit is None or limit >= len(records):
+        return records
+    return [records[i] for i in select_indices(len(records), limit, seed)]
+
+
+def load_split(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of one split (few-shot sources: gsm8k train, mmlu dev, mbpp prompt; MT-Bench's
+    judge_prompts and reference_answer_gpt-4), numbered with "_index"."""
+    return read_split(name, split, data_dir=data_dir).records
+
+
+def doc_id(name: str, row: dict[str, Any]) -> str:
+    return get_dataset_spec(name).doc_id(row)
 
 
 @dataclass
 class Doc:
-    index: int  # row in the split
-    id: str  # the dataset's own id where it has one, else the row index
+    index: int  # row in the split (also record["_index"])
+    id: str  # the dataset's own id (task_id for HumanEval/MBPP), else str(index)
     record: dict[str, Any]
 
 
-def doc_id(name: str, record: dict[str, Any], index: int) -> str:
+def load_docs(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, split: str | None = None,
+              data_dir: str | os.PathLike[str] | None = None, *, strict: bool = True) -> list[Doc]:
+    """`load` with each row's index and id alongside (for per-sample results, resume and `score`)."""
     spec = get_dataset_spec(name)
-    if spec.id_field and spec.id_field in record:
-        return str(record[spec.id_field])
-    return str(index)
-
-
-def load_docs(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, *, split: str | None = None,
-              data_dir: str | os.PathLike[str] | None = None, strict: bool = True) -> list[Doc]:
-    """Like `load`, keeping each record's row index and id (for per-sample results and resume)."""
-    data = read_split(name, split, data_dir=data_dir, strict=strict)
-    return [Doc(i, doc_id(name, data.records[i], i), data.records[i])
-            for i in select_indices(len(data.records), limit, seed)]
-
-
-def load(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, *, split: str | None = None,
-         data_dir: str | os.PathLike[str] | None = None, strict: bool = True) -> list[dict[str, Any]]:
-    """Records of a dataset's evaluation split (or `split`), the same from local files and the Hub.
-
-    `limit` takes a reproducible subset (see `select_indices`), in the split's order.
-    """
-    return [d.record for d in load_docs(name, limit, seed, split=split, data_dir=data_dir, strict=strict)]
+    return [Doc(r["_index"], spec.doc_id(r), r)
+            for r in load(name, limit, seed, split, data_dir, strict=strict)]
 
 
 # -- the dataset manager -------------------------------------------------------------------------
@@ -290,8 +305,6 @@ def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) ->
         found = find_split_file(name, split, data_dir)
         if found is None:
             split_rows[split] = None
-            if split != spec.eval_split:
-                problems.append(f"split {split} missing")
             continue
         status, path = found
         if split == spec.eval_split:
@@ -304,16 +317,18 @@ def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) ->
     if main is None:
         return DatasetStatus(name, "missing", spec.eval_split, None, spec.splits[spec.eval_split], split_rows,
                              size, spec.hub_source(), problems)
+    problems[:0] = [f"split {s} missing" for s, n in split_rows.items() if n is None]
     status, path = main
     return DatasetStatus(name, status, spec.eval_split, split_rows[spec.eval_split],
                          spec.splits[spec.eval_split], split_rows, size, str(path.parent), problems)
 
 
-def summary(names: str | list[str] | None = None,
-            data_dir: str | os.PathLike[str] | None = None) -> list[DatasetStatus]:
-    """The dataset manager's view (`qwenharness datasets --summary`) of the selected datasets."""
+def summary(data_dir: str | os.PathLike[str] | None = None,
+            names: str | list[str] | None = None) -> list[dict[str, Any]]:
+    """The dataset manager's view (`qwenharness datasets --summary`): per dataset its status (local /
+    cached / missing), rows, size_bytes and source, plus split_rows, expected_rows and problems."""
     resolve_data_dir(data_dir)  # a named but missing directory is an error before anything else
-    return [dataset_status(n, data_dir) for n in resolve_dataset_names(names)]
+    return [dataset_status(n, data_dir).to_dict() for n in resolve_dataset_names(names)]
 
 
 def verify_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, SplitData]:

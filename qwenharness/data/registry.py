@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UnknownNameError
+from ..errors import DataError, UnknownNameError
 
 # JSON types a field may have. "int" excludes bool; "float" accepts ints.
 FieldType = str  # "str" | "int" | "float" | "bool" | "list" | "dict"
@@ -49,7 +49,7 @@ class DatasetSpec:
     fields: tuple[FieldSpec, ...]
     license: str
     fewshot_split: str | None = None
-    id_field: str | None = None  # the dataset's own id; None: the row index in the split is the id
+    id_field: str | None = None  # the dataset's own id; None: the row index in the split ("_index")
     hub_revision: str | None = None
     hub_splits: dict[str, str] = field(default_factory=dict)  # local split -> Hub split, where they differ
     remote_files: dict[str, RemoteFile] = field(default_factory=dict)  # split -> file, instead of datasets
@@ -60,6 +60,40 @@ class DatasetSpec:
     @property
     def local_folder(self) -> str:
         return self.folder or self.name
+
+    # -- the names other modules use -----------------------------------------------------------
+    @property
+    def split(self) -> str:
+        """The evaluation split."""
+        return self.eval_split
+
+    @property
+    def local_dir(self) -> str:
+        """The dataset's folder under a data directory."""
+        return self.local_folder
+
+    @property
+    def family(self) -> str:
+        return self.task
+
+    @property
+    def expected_rows(self) -> int:
+        """Rows of the evaluation split."""
+        return self.splits[self.eval_split]
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """Fields every record of the evaluation split has."""
+        return tuple(f.name for f in self.fields if f.required)
+
+    def doc_id(self, row: dict[str, Any]) -> str:
+        """The dataset's own id of a loaded row (`task_id` for HumanEval/MBPP), else its row index."""
+        if self.id_field is not None and self.id_field in row:
+            return str(row[self.id_field])
+        if "_index" not in row:
+            raise DataError(f"a {self.name} row has no '_index' and no '{self.id_field or 'id'}' field",
+                            f"load rows with qwenharness.data.load('{self.name}'), which numbers them")
+        return str(row["_index"])
 
     def local_file(self, split: str) -> str:
         """Path of a split's file relative to a data directory."""
@@ -150,7 +184,7 @@ _SPECS: tuple[DatasetSpec, ...] = (
     ),
     DatasetSpec(
         name="mt_bench", title="MT-Bench", task="multi_turn", hub_id="lmsys/mt-bench", hub_config=None,
-        eval_split="question", id_field="question_id", license="Apache-2.0",
+        eval_split="question", license="Apache-2.0",
         splits={"question": 80, "judge_prompts": 8, "reference_answer_gpt-4": 30},
         remote_files={
             "question": RemoteFile("data/mt_bench/question.jsonl", repo_id="lmsys/mt-bench", repo_type="space"),
@@ -232,6 +266,9 @@ extra_split_fields: dict[tuple[str, str], tuple[FieldSpec, ...]] = {
 
 def get_available_datasets() -> list[str]:
     return list(DATASETS)
+
+
+available_datasets = get_available_datasets
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:

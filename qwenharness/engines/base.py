@@ -17,6 +17,7 @@ class SamplingParams:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False  # generate exactly max_tokens tokens (throughput runs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -49,6 +50,7 @@ class Generation:
     latency_s: float  # wall time of the batch call this request was part of, per request share
     first_token_s: float | None = None  # time to first token, where the engine exposes it
     error: str | None = None
+    output_token_ids: list[int] | None = None  # generated ids (up to the stop), where the engine has them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

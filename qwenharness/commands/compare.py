@@ -1,0 +1,68 @@
+"""`qwenharness compare`: the scaling analysis of two or more models from stored results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..scaling import analyze
+from .common import split_names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare models from stored benchmark and evaluation results")
+    p.add_argument("--models", default="qwen3_8b,qwen3_14b",
+                   help="two or more comma-separated models (default: qwen3_8b,qwen3_14b)")
+    p.add_argument("--detailed-metrics", action="store_true",
+                   help="every workload, latency percentile and metric, not only the headline figures")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--backend", choices=("vllm", "hf"), default=None,
+                   help="whose benchmark figures to use (default: vllm where stored)")
+    p.add_argument("--run-id", default=None, help="use only this run (default: newest result per key)")
+    p.add_argument("--json", action="store_true", help="print the comparisons as JSON")
+    p.set_defaults(handler=run)
+
+
+def _v(q: dict[str, Any] | None, spec: str = ".3g") -> str:
+    return "n/a" if q is None else format(q["value"], spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = analyze(args.results_dir, split_names(args.models), detailed=args.detailed_metrics,
+                  backend=args.backend, run_id=args.run_id)
+    if args.json:
+        print(json.dumps(out["comparisons"], indent=2))
+        return 0
+    console = Console(width=max(Console().width, 140))
+    for c in out["comparisons"]:
+        a, b = c["models"]["a"], c["models"]["b"]
+        table = Table(title=f"{b} / {a}  (b / a; parameter ratio {_v(c['parameter_ratio'])})")
+        for col in ("preset", "throughput", "cost/token", "b1 latency", "weight mem", "peak mem"):
+            table.add_column(col)
+        for preset, cmp in c["presets"].items():
+            r = cmp["ratios"]
+            table.add_row(preset, _v(r["throughput_ratio"]), _v(r["cost_per_token_ratio"]),
+                          _v(r["latency_ratio_batch_1"]), _v(r["weight_memory_ratio"]), _v(r["peak_memory_ratio"]))
+        console.print(table)
+        acc = Table(title=f"accuracy, {b} - {a} (preset {c['headline_preset']})")
+        for col in ("dataset", "metric", "a", "b", "delta", "se", "significant"):
+            acc.add_column(col)
+        for ds, x in c["presets"][c["headline_preset"]]["accuracy"].items():
+            acc.add_row(ds, x["metric"], _v(x["a"]["value"]), _v(x["b"]["value"]), _v(x["delta"], "+.3f"),
+                        _v(x["se"], ".3f"), "yes" if x["significant"] else "no")
+            if args.detailed_metrics:
+                for m, y in x.get("other_metrics", {}).items():
+                    acc.add_row("", m, _v(y["a"]["value"]), _v(y["b"]["value"]), _v(y["delta"], "+.3f"),
+                                _v(y["se"], ".3f"), "yes" if y["significant"] else "no")
+        console.print(acc)
+        for rec in c["recommendations"]:
+            console.print(f"- {rec['text']}")
+    w = out["written"]
+    for name, path in w["comparisons"].items():
+        console.print(f"{name}: {path}")
+    console.print(f"matrix: {w['matrix']}\ninsights: {w['insights']}")
+    return 0

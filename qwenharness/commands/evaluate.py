@@ -1,0 +1,135 @@
+"""`qwenharness evaluate`: models x preset x datasets into one run directory, resumable.
+
+Where results go:
+  * default: results/evaluations/<run id>, the run id being a timestamp (or --run-id ID);
+  * --output-dir DIR: DIR is the run directory itself and its name is the run id, so
+    `--output-dir results/evaluations/multi_model_comprehensive` is run `multi_model_comprehensive`
+    (giving --run-id too is an error unless it equals DIR's name);
+  * --resume RUN: continue run RUN (a run id under results/evaluations or a run directory); options
+    not given again are taken from its manifest. Rerunning with the same --run-id does the same.
+Summaries (latest_summary.json, comprehensive_summary.json) go beside the `evaluations` folder
+(results/), or into the folder holding the run directory when it is not named `evaluations`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..presets import DEFAULT_PRESET, DEFAULT_SEED
+from ..results import RunPaths, read_json, resolve_run_paths
+from .common import add_data_dir, split_names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results")
+    p.add_argument("--models", help="comma-separated models (default: tiny on CPU, qwen3_8b on GPU)")
+    p.add_argument("--preset", "--presets", dest="preset", help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
+    p.add_argument("--datasets", help="comma-separated datasets, or 'all' (default: all)")
+    p.add_argument("--sample-limit", type=int, help="samples per dataset (a reproducible seeded subset)")
+    p.add_argument("--output-dir", help="the run directory itself (its name is the run id)")
+    p.add_argument("--results-dir", default="results", help="root of results (default: results)")
+    p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
+    p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
+    p.add_argument("--backend", choices=("vllm", "hf"), help="inference engine (default: vllm)")
+    add_data_dir(p)
+    p.add_argument("--num-samples", type=int, help="samples per problem for pass@k (default: 1)")
+    p.add_argument("--n-shot", type=int, help="few-shot examples (default: each task's convention)")
+    p.add_argument("--thinking", action="store_true", default=None, help="Qwen3 thinking mode on (default: off)")
+    p.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
+                   help="never wrap prompts in the chat template (default: on for instruct models' generation tasks)")
+    p.add_argument("--max-tokens", type=int, help="override every task's generation length")
+    p.add_argument("--judge-model", help="MT-Bench judge (default: the model under test; on GPU use a strong "
+                   "instruct model such as qwen2.5_14b)")
+    p.add_argument("--judge-max-tokens", type=int, help="judge generation length (default: 2048, FastChat's)")
+    p.add_argument("--seed", type=int, help=f"seed for sample selection, few-shot and sampling (default: {DEFAULT_SEED})")
+    p.add_argument("--load-format", choices=("auto", "dummy"), help="'dummy': random weights, real architecture")
+    p.add_argument("--detailed-analysis", action="store_true", default=None,
+                   help="add per-group breakdowns (MMLU subject, MT-Bench category) and all error samples")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def _resume_paths(value: str, results_dir: str) -> RunPaths:
+    path = Path(value)
+    if path.is_dir() and (path / "manifest.json").exists():
+        return RunPaths(path.parent, path.name)
+    paths = resolve_run_paths(results_dir, value)
+    if not (paths.run_dir / "manifest.json").exists():
+        raise ConfigError(f"no run '{value}' to resume (looked for {paths.run_dir / 'manifest.json'})",
+                          "pass a run id under <results-dir>/evaluations or a run directory")
+    return paths
+
+
+def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSettings":  # noqa: F821
+    from ..data import get_available_datasets
+    from ..evaluation import EvalSettings
+    from ..hardware import detect_gpu
+    from ..models import get_model_spec
+    from ..presets import get_preset
+    from ..tasks import get_task
+
+    prev = previous or {}
+
+    def pick(arg: object, key: str, default: object) -> object:
+        return arg if arg is not None else prev.get(key, default)
+
+    models = split_names(args.models) or prev.get("models") or (["qwen3_8b"] if detect_gpu() else ["tiny"])
+    datasets = split_names(args.datasets) or prev.get("datasets") or ["all"]
+    if datasets == ["all"]:
+        datasets = list(get_available_datasets())
+    presets = split_names(args.preset) or prev.get("presets") or [DEFAULT_PRESET]
+    for m in models:
+        get_model_spec(m)
+    for d in datasets:
+        get_task(d)
+    for p in presets:
+        get_preset(p)
+    if args.sample_limit is not None and args.sample_limit < 1:
+        raise ConfigError(f"--sample-limit must be at least 1, got {args.sample_limit}", "use --sample-limit 10")
+    num_samples = pick(args.num_samples, "num_samples", 1)
+    if int(num_samples) < 1:  # type: ignore[arg-type]
+        raise ConfigError(f"--num-samples must be at least 1, got {num_samples}", "use --num-samples 1")
+    return EvalSettings(
+        models=models, datasets=datasets, presets=presets,
+        backend=str(pick(args.backend, "backend", "vllm")),
+        sample_limit=pick(args.sample_limit, "sample_limit", None),  # type: ignore[arg-type]
+        seed=int(pick(args.seed, "seed", DEFAULT_SEED)),  # type: ignore[arg-type]
+        data_dir=pick(args.data_dir, "data_dir", None),  # type: ignore[arg-type]
+        n_shot=pick(args.n_shot, "n_shot", None),  # type: ignore[arg-type]
+        num_samples=int(num_samples),  # type: ignore[arg-type]
+        thinking=bool(pick(args.thinking, "thinking", False)),
+        chat=pick(args.chat, "chat", None),  # type: ignore[arg-type]
+        max_tokens=pick(args.max_tokens, "max_tokens", None),  # type: ignore[arg-type]
+        judge_model=pick(args.judge_model, "judge_model", None),  # type: ignore[arg-type]
+        judge_max_tokens=int(pick(args.judge_max_tokens, "judge_max_tokens", 2048)),  # type: ignore[arg-type]
+        load_format=str(pick(args.load_format, "load_format", "auto")),
+        detailed=bool(pick(args.detailed_analysis, "detailed", False)),
+        progress=False if args.no_progress else None,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..evaluation import Evaluator, summary_table
+
+    if args.resume:
+        if args.output_dir or (args.run_id and args.run_id != Path(args.resume).name):
+            raise ConfigError("--resume names the run already", "drop --output-dir / --run-id, or drop --resume")
+        paths = _resume_paths(args.resume, args.results_dir)
+    else:
+        paths = resolve_run_paths(args.results_dir, args.run_id, args.output_dir)
+    manifest_path = paths.run_dir / "manifest.json"
+    previous = read_json(manifest_path).get("settings") if manifest_path.exists() else None
+    settings = build_settings(args, previous)
+    console = Console(stderr=True)
+    console.print(f"run [bold]{paths.run_id}[/bold] -> {paths.run_dir}"
+                  + (" (resuming)" if previous else ""))
+    evaluator = Evaluator(settings, paths, console=console)
+    results = evaluator.run()
+    Console(width=max(Console().width, 140)).print(summary_table(results))
+    console.print(f"results: {paths.run_dir}  summaries: {paths.summary_dir / 'latest_summary.json'}, "
+                  f"{paths.summary_dir / 'comprehensive_summary.json'}")
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,477 @@
+"""The evaluation runner: models x presets x datasets -> tasks -> ResultStore.
+
+For each (model, preset) the engine comes from an EnginePool (one engine alive at a time; pass the
+pytest session's pool to reuse its engines) and is opened only when a request misses the run's
+response cache. For each dataset the runner loads the reproducible subset (`sample_limit`, `seed`),
+skips docs that already have a per-sample record in this run, runs the task on the rest through a
+CachedRunContext, appends the new records, aggregates all of them and writes the aggregate, the
+manifest and both summaries. A failing sample becomes a record with `error` set; a failing dataset
+(missing data, an engine that will not start) is reported and the run goes on.
+
+Defaults: chat template on for instruct models (ModelSpec.is_instruct) on generation tasks and off
+for log-likelihood tasks; Qwen3 thinking off (`thinking=True` switches it on); the MT-Bench judge is
+the model under test unless `judge_model` names another (on GPU use a strong instruct model, e.g.
+`--judge-model qwen2.5_14b`; the tiny CPU model's judgments are mostly unparseable, which the
+`judge_parse_failure_rate` metric shows).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, HarnessError
+from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
+from .results import ResultStore, RunPaths, now_iso, stable_hash
+from .run_context import CachedRunContext, EngineFn
+from .tasks.base import SampleRecord, Task, TaskOptions
+
+DEFAULT_ERROR_BUDGET = 0.05  # used only when qwenharness/config/gates.toml cannot be read
+BREAKDOWN_FIELDS = ("subject", "category", "type", "level", "instruction_id_list")
+MAX_ERROR_EXAMPLES = 10
+
+
+def error_budget() -> float:
+    """The milestone-3 error budget from the gates file (fallback: the seed's 5%)."""
+    try:
+        from .gates import load_gates
+
+        return load_gates().error_budget
+    except (ImportError, HarnessError):
+        return DEFAULT_ERROR_BUDGET
+
+
+@dataclass
+class EvalSettings:
+    models: list[str]
+    datasets: list[str]
+    presets: list[str] = field(default_factory=lambda: [DEFAULT_PRESET])
+    backend: str = "vllm"
+    sample_limit: int | None = None
+    seed: int = DEFAULT_SEED
+    data_dir: str | None = None
+    n_shot: int | None = None
+    num_samples: int = 1
+    thinking: bool = False
+    chat: bool | None = None  # None: instruct models on generation tasks
+    max_tokens: int | None = None
+    temperature: float | None = None
+    judge_model: str | None = None  # None: the model under test
+    judge_max_tokens: int = 2048
+    load_format: str = "auto"
+    detailed: bool = False
+    progress: bool | None = None  # None: when stderr is a terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetResult:
+    model: str
+    preset: str
+    dataset: str
+    ok: bool
+    aggregate: dict[str, Any] | None = None
+    error: str | None = None
+    path: Path | None = None
+
+
+# -- the engine pool --------------------------------------------------------------------------
+
+def make_pool(load_format: str = "auto") -> Any:
+    from .engines.pool import EnginePool
+
+    return EnginePool(load_format=load_format)
+
+
+def resolve_config(pool: Any, model: str, preset: str, load_format: str) -> ResolvedConfig:
+    if hasattr(pool, "resolve"):
+        return pool.resolve(model, preset)
+    from .presets import get_model_config
+
+    return get_model_config(model, preset, load_format=load_format)
+
+
+# -- task options -----------------------------------------------------------------------------
+
+def task_options(task: Task, model: str, settings: EvalSettings) -> TaskOptions:
+    from .models import get_model_spec
+
+    spec = get_model_spec(model)
+    chat = settings.chat
+    if chat is None:
+        chat = spec.is_instruct and task.output_type != "loglikelihood"
+    return TaskOptions(
+        n_shot=settings.n_shot, seed=settings.seed, chat=chat,
+        enable_thinking=settings.thinking if spec.thinking_mode else None,
+        num_samples=settings.num_samples, temperature=settings.temperature, max_tokens=settings.max_tokens,
+    )
+
+
+def metric_bounds(task: Task, name: str) -> tuple[float, float]:
+    """The range a metric must lie in: [0, 1] unless the task says otherwise (MT-Bench: 1-10)."""
+    fn = getattr(task, "metric_range", None)
+    return fn(name) if callable(fn) else (0.0, 1.0)
+
+
+# -- running one task -------------------------------------------------------------------------
+
+def _error_record(doc_id: str, message: str, prompt: Any = None) -> SampleRecord:
+    return SampleRecord(doc_id=doc_id, prompt=prompt, target=None, outputs=[], scores={}, error=message)
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _default_protocol(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: CachedRunContext,
+                      options: TaskOptions, fewshot: list[dict[str, Any]] | None) -> list[SampleRecord]:
+    """Task.run's protocol with per-sample error isolation: a doc whose prompt cannot be built, whose
+    request failed in the engine, or whose scoring raised becomes an error record."""
+    try:
+        treqs = task.build_requests(docs, options, fewshot)
+        built: list[Any] = list(treqs)
+    except HarnessError:
+        raise
+    except Exception:
+        built = []
+        for doc in docs:
+            try:
+                built.append(task.build_requests([doc], options, fewshot)[0])
+            except Exception as e:  # noqa: BLE001 - recorded per sample
+                built.append(e)
+    flat = [r for t in built if not isinstance(t, BaseException) for r in t.requests]
+    if task.output_type == "loglikelihood":
+        outs: list[Any] = ctx.loglikelihood_or_errors(flat)  # type: ignore[arg-type]
+    else:
+        outs = ctx.generate(flat)  # type: ignore[arg-type]
+    records, i = [], 0
+    for doc, did, t in zip(docs, ids, built):
+        if isinstance(t, BaseException):
+            records.append(_error_record(did, f"building the prompt failed: {_describe(t)}"))
+            continue
+        mine = outs[i:i + len(t.requests)]
+        i += len(t.requests)
+        failed = [o for o in mine if isinstance(o, str)] + [o.error for o in mine if getattr(o, "error", None)]
+        if failed:
+            rec = _error_record(did, f"engine: {failed[0]}", prompt=_prompt_of(t.requests))
+        else:
+            try:
+                rec = task.score(doc, t, mine, options)
+            except HarnessError:
+                raise
+            except Exception as e:  # noqa: BLE001 - recorded per sample
+                rec = _error_record(did, f"scoring failed: {_describe(e)}", prompt=_prompt_of(t.requests))
+        records.append(rec)
+    return records
+
+
+def _prompt_of(requests: list[Any]) -> Any:
+    r = requests[0] if requests else None
+    if r is None:
+        return None
+    if hasattr(r, "context"):
+        return r.context
+    return r.prompt if r.prompt is not None else (list(r.messages) if r.messages else None)
+
+
+def run_task(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: CachedRunContext,
+             options: TaskOptions, fewshot: list[dict[str, Any]] | None) -> list[SampleRecord]:
+    """Run a task on docs; never raises for a single sample's failure. Records come back in doc
+    order with the dataset's doc ids."""
+    if not docs:
+        return []
+    if type(task).run is Task.run:
+        records = _default_protocol(task, docs, ids, ctx, options, fewshot)
+    else:
+        try:
+            records = task.run(docs, ctx, options, fewshot)
+        except HarnessError:
+            raise
+        except Exception as e:  # noqa: BLE001 - isolate the doc at fault, one at a time (cached)
+            if len(docs) == 1:
+                return [_error_record(ids[0], _describe(e))]
+            records = []
+            for doc, did in zip(docs, ids):
+                records += run_task(task, [doc], [did], ctx, options, fewshot)
+            return records
+    if len(records) != len(docs):
+        raise HarnessError(f"task {task.name} returned {len(records)} records for {len(docs)} docs",
+                           "this is a bug in the task; it must return one record per doc, in order")
+    for rec, did in zip(records, ids):
+        rec.doc_id = did  # the dataset's own id, whatever the task wrote
+    return records
+
+
+# -- the runner -------------------------------------------------------------------------------
+
+class Evaluator:
+    """Runs EvalSettings into one run directory. Pass `pool` to reuse an open EnginePool."""
+
+    def __init__(self, settings: EvalSettings, paths: RunPaths, *, pool: Any | None = None,
+                 console: Any | None = None, argv: list[str] | None = None,
+                 task_factory: Callable[[str], Task] | None = None,
+                 docs_loader: Callable[..., list[Any]] | None = None,
+                 split_loader: Callable[..., list[dict[str, Any]]] | None = None,
+                 chunk_sizes: dict[str, int] | None = None):
+        """`task_factory`, `docs_loader` (like data.load_docs) and `split_loader` (like data.load with
+        split=) default to the registries; tests pass fakes."""
+        self.settings = settings
+        self.task_factory = task_factory
+        self.docs_loader = docs_loader
+        self.split_loader = split_loader
+        self.chunk_sizes = chunk_sizes
+        self.store = ResultStore(paths)
+        self._own_pool = pool is None
+        self.pool = pool if pool is not None else make_pool(settings.load_format)
+        self.argv = argv if argv is not None else list(sys.argv)
+        self.console = console
+        self.results: list[DatasetResult] = []
+
+    # manifest
+    def _start_manifest(self) -> None:
+        from . import environment
+
+        manifest = self.store.read_manifest()
+        previous = manifest.get("settings")
+        if previous and previous.get("backend") not in (None, self.settings.backend):
+            raise ConfigError(
+                f"run {self.store.paths.run_id} was made with backend {previous['backend']}, not "
+                f"{self.settings.backend}", "use another --run-id for another backend")
+        invocations = manifest.get("invocations", [])
+        invocations.append({"command_line": self.argv, "started_at": now_iso(), "ended_at": None})
+        self.store.update_manifest({
+            "run_id": self.store.paths.run_id,
+            "created_at": manifest.get("created_at") or now_iso(),
+            "command_line": self.argv,
+            "started_at": now_iso(),
+            "ended_at": None,
+            "settings": self.settings.to_dict(),
+            "seeds": {"seed": self.settings.seed, "sample_selection_seed": self.settings.seed},
+            "environment": environment.describe(),
+            "gpus": _gpu_inventory(),
+            "invocations": invocations,
+        })
+
+    def _end_manifest(self) -> None:
+        manifest = self.store.read_manifest()
+        invocations = manifest.get("invocations", [])
+        if invocations:
+            invocations[-1]["ended_at"] = now_iso()
+        self.store.update_manifest({"ended_at": now_iso(), "invocations": invocations})
+
+    # the loop
+    def run(self) -> list[DatasetResult]:
+        self._start_manifest()
+        try:
+            for model in self.settings.models:
+                for preset in self.settings.presets:
+                    try:
+                        config = resolve_config(self.pool, model, preset, self.settings.load_format)
+                    except HarnessError as e:
+                        for ds in self.settings.datasets:
+                            self._fail(model, preset, ds, f"configuration: {e}")
+                        continue
+                    self.store.update_manifest({"resolved_configs": {f"{model}/{preset}": config.to_dict()}})
+                    for dataset in self.settings.datasets:
+                        self.evaluate(model, preset, dataset, config)
+        finally:
+            self._end_manifest()
+            if self._own_pool:
+                self.pool.close()
+        self.store.write_summaries()
+        return self.results
+
+    def _fail(self, model: str, preset: str, dataset: str, message: str) -> DatasetResult:
+        res = DatasetResult(model, preset, dataset, ok=False, error=message)
+        self.results.append(res)
+        self._say(f"[red]x {model}/{preset}/{dataset}: {message}[/red]")
+        return res
+
+    def _say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+    def evaluate(self, model: str, preset: str, dataset: str,
+                 config: ResolvedConfig | None = None) -> DatasetResult:
+        try:
+            if config is None:
+                config = resolve_config(self.pool, model, preset, self.settings.load_format)
+            res = self._evaluate(model, preset, dataset, config)
+        except HarnessError as e:
+            return self._fail(model, preset, dataset, str(e))
+        self.results.append(res)
+        return res
+
+    def _judge(self, model: str, preset: str) -> tuple[str, ResolvedConfig]:
+        judge = self.settings.judge_model or model
+        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format)
+
+    def _evaluate(self, model: str, preset: str, dataset: str, config: ResolvedConfig) -> DatasetResult:
+        from .data import load, load_docs
+        from .tasks import get_task
+
+        s = self.settings
+        load_docs = self.docs_loader or load_docs
+        load = self.split_loader or load
+        started, t0 = now_iso(), time.perf_counter()
+        task = (self.task_factory or get_task)(dataset)
+        if hasattr(task, "data_dir"):
+            task.data_dir = s.data_dir  # type: ignore[attr-defined]
+        options = task_options(task, model, s)
+        docs_meta = load_docs(dataset, s.sample_limit, s.seed, data_dir=s.data_dir)
+        docs = [{**d.record, "_index": d.index} for d in docs_meta]
+        ids = [d.id for d in docs_meta]
+        fewshot = None
+        split = task.fewshot_split()
+        if split:
+            fewshot = [{**r, "_index": i} for i, r in enumerate(load(dataset, split=split, data_dir=s.data_dir))]
+
+        backend = s.backend
+        judge_name = judge_config = None
+        uses_judge = getattr(task, "output_type", "") == "multi_turn" or getattr(task, "needs_judge", False)
+        if uses_judge:
+            judge_name, judge_config = self._judge(model, preset)
+            if hasattr(task, "judge_max_tokens"):
+                task.judge_max_tokens = s.judge_max_tokens  # type: ignore[attr-defined]
+        fingerprint_src = {
+            "options": asdict(options), "sample_limit": s.sample_limit, "seed": s.seed, "config_key": config.key,
+            "backend": backend, "judge": judge_config.key if judge_config else None,
+            "judge_max_tokens": s.judge_max_tokens if uses_judge else None,
+        }
+        fingerprint = stable_hash(fingerprint_src)[:16]
+        entry_key = f"{model}/{preset}/{dataset}"
+        previous = self.store.read_manifest().get("evaluations", {}).get(entry_key)
+        existing = self.store.load_records(model, preset, dataset)
+        if existing and previous and previous.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"run {self.store.paths.run_id} already holds {entry_key} made with other options "
+                f"({previous.get('settings')})", "use a new --run-id, or rerun with the same options")
+        self.store.update_manifest({"evaluations": {entry_key: {
+            "fingerprint": fingerprint, "settings": fingerprint_src, "status": "running", "started_at": started}}})
+
+        cache = self.store.cache({"model": model, "config_key": config.key, "backend": backend})
+        judge_cache = None
+        if judge_config is not None:
+            judge_cache = self.store.cache({"model": judge_name, "config_key": judge_config.key,
+                                            "backend": backend, "role": "judge"})
+        engine_fn: EngineFn = lambda: self.pool.get(model, preset, backend)  # noqa: E731
+        judge_fn: EngineFn | None = ((lambda: self.pool.get(judge_name, preset, backend))  # noqa: E731
+                                     if judge_name else None)
+        ctx = CachedRunContext(
+            model, engine_fn, cache, max_model_len=config.max_model_len, judge_name=judge_name, judge_fn=judge_fn,
+            judge_cache=judge_cache, judge_max_model_len=judge_config.max_model_len if judge_config else None,
+            label=f"{model}/{dataset}", progress=s.progress, chunk_sizes=self.chunk_sizes)
+
+        done: dict[str, SampleRecord] = {}
+        for rec in existing:
+            done.setdefault(str(rec.doc_id), rec)
+        todo = [(doc, did) for doc, did in zip(docs, ids) if did not in done]
+        self._say(f"[bold]{model}[/bold]/{preset}/[bold]{dataset}[/bold]: {len(docs)} samples"
+                  + (f" ({len(docs) - len(todo)} already done)" if len(todo) < len(docs) else ""))
+        if todo:
+            new = run_task(task, [d for d, _ in todo], [i for _, i in todo], ctx, options, fewshot)
+            self.store.append_records(model, preset, dataset, new)
+            for rec in new:
+                done[str(rec.doc_id)] = rec
+        records = [done[i] for i in ids]
+
+        aggregate = self._aggregate(task, records, docs, ids)
+        engine_info = None
+        current = getattr(self.pool, "current_key", None)
+        if ctx.engine_opened and current and tuple(current[:3]) == (model, preset, backend):
+            try:
+                engine_info = self.pool.get(model, preset, backend).info().to_dict()
+            except Exception:  # noqa: BLE001 - informational only
+                engine_info = None
+        aggregate.update({
+            "run_id": self.store.paths.run_id, "model": model, "preset": preset, "dataset": dataset,
+            "backend": backend, "config_key": config.key, "fingerprint": fingerprint,
+            "task": {"name": task.name, "output_type": task.output_type,
+                     "n_shot": options.n_shot if options.n_shot is not None else task.default_n_shot},
+            "options": asdict(options), "sample_limit": s.sample_limit, "seed": s.seed,
+            "judge": {"model": judge_name, "config_key": judge_config.key} if judge_config else None,
+            "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
+                        **ctx.stats.to_dict()},
+            "engine": engine_info, "started_at": started, "finished_at": now_iso(),
+        })
+        path = self.store.write_aggregate(model, preset, dataset, aggregate)
+        self.store.update_manifest({"evaluations": {entry_key: {
+            "fingerprint": fingerprint, "settings": fingerprint_src, "status": "done", "started_at": started,
+            "finished_at": aggregate["finished_at"]}}})
+        self.store.write_summaries()
+        return DatasetResult(model, preset, dataset, ok=True, aggregate=aggregate, path=path)
+
+    def _aggregate(self, task: Task, records: list[SampleRecord], docs: list[dict[str, Any]],
+                   ids: list[str]) -> dict[str, Any]:
+        good = [r for r in records if r.error is None]
+        n_errors = len(records) - len(good)
+        out: dict[str, Any] = {
+            "metrics": task.aggregate(good) if good else {},
+            "n_samples": len(records),
+            "n_errors": n_errors,
+            "error_rate": n_errors / len(records) if records else 0.0,
+            "error_examples": [{"doc_id": r.doc_id, "error": r.error} for r in records if r.error][:MAX_ERROR_EXAMPLES],
+        }
+        if self.settings.detailed:
+            out["breakdown"] = breakdown(task, records, docs)
+            out["error_samples"] = [r.to_dict() for r in records if r.error]
+        return out
+
+
+def breakdown(task: Task, records: list[SampleRecord], docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-group metrics for the fields a dataset has (MMLU subject, MT-Bench category, ...)."""
+    out: dict[str, Any] = {}
+    for name in BREAKDOWN_FIELDS:
+        groups: dict[str, list[SampleRecord]] = {}
+        for rec, doc in zip(records, docs):
+            value = doc.get(name, rec.extra.get(name) if isinstance(rec.extra, dict) else None)
+            if value is None or rec.error is not None:
+                continue
+            for v in (value if isinstance(value, list) else [value]):
+                groups.setdefault(str(v), []).append(rec)
+        if len(groups) > 1:
+            out[name] = {g: task.aggregate(rs) for g, rs in sorted(groups.items())}
+    return out
+
+
+def _gpu_inventory() -> list[dict[str, Any]]:
+    try:
+        from .gpu import list_gpus
+
+        return [g.to_dict() for g in list_gpus()]
+    except Exception:  # noqa: BLE001 - no NVML: none
+        return []
+
+
+# -- the summary table ------------------------------------------------------------------------
+
+def summary_table(results: list[DatasetResult]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="evaluation summary")
+    for col in ("model", "preset", "dataset", "samples", "errors", "metrics", "new req", "time"):
+        table.add_column(col, justify="right" if col in ("samples", "errors", "new req", "time") else "left")
+    for r in results:
+        if not r.ok or r.aggregate is None:
+            table.add_row(r.model, r.preset, r.dataset, "-", "-", f"[red]failed: {r.error}[/red]", "-", "-")
+            continue
+        a = r.aggregate
+        metrics = ", ".join(_fmt_metric(k, v) for k, v in list(a["metrics"].items())[:4])
+        t = a.get("timings", {})
+        table.add_row(r.model, r.preset, r.dataset, str(a["n_samples"]),
+                      f"{a['n_errors']} ({a['error_rate']:.0%})", metrics, str(t.get("new_requests", "-")),
+                      f"{t.get('wall_s', 0):.1f}s")
+    return table
+
+
+def _fmt_metric(name: str, m: dict[str, Any]) -> str:
+    v, se = m.get("value"), m.get("stderr")
+    if v is None or v != v:
+        return f"{name}=n/a"
+    return f"{name}={v:.3f}" + (f"±{se:.3f}" if se else "")

@@ -1,0 +1,403 @@
+"""Results on disk: the run directory layout, per-sample records, summaries and the response cache.
+
+Layout (``runs_dir`` is ``results/evaluations`` by default, ``summary_dir`` its parent ``results``)::
+
+    <runs_dir>/<run_id>/manifest.json                           versions, git, GPU, configs, argv
+    <runs_dir>/<run_id>/<model>/<preset>/<dataset>.json          aggregate metrics
+    <runs_dir>/<run_id>/<model>/<preset>/<dataset>.samples.jsonl one SampleRecord per line
+    <runs_dir>/<run_id>/cache/<engine hash>.jsonl                 response cache (resume)
+    <summary_dir>/latest_summary.json                            the run just written
+    <summary_dir>/comprehensive_summary.json                     every run merged, newest wins
+
+Crash safety: JSON files are written to a temporary file in the same folder, fsynced and renamed
+over the target, so a reader sees the old or the new file, never half of one. JSONL files are
+appended (one write of whole lines, then flush and fsync); a process killed mid-write leaves at
+most a truncated last line, which readers ignore and the next append cuts off first. Together with
+the response cache (every finished engine response is appended before its sample is scored), a run
+killed at any point and rerun with the same run id loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DataError
+from .tasks.base import SampleRecord
+
+MANIFEST = "manifest.json"
+CACHE_DIR = "cache"
+LATEST_SUMMARY = "latest_summary.json"
+COMPREHENSIVE_SUMMARY = "comprehensive_summary.json"
+
+
+# -- low-level file operations -----------------------------------------------------------------
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) by None, recursively; tuples become lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(json_safe(obj), allow_nan=False, ensure_ascii=False, default=str, **kwargs)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON: {e}", "delete the file and rerun the evaluation") from e
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a JSONL file. A truncated last line (no newline: the writer was killed
+    mid-write) is ignored; a malformed line elsewhere raises DataError with its line number."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a line cut off mid-write
+    out = []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(json.loads(raw))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: malformed JSON line ({e})",
+                            "the file was edited or corrupted; delete it to recompute it") from e
+    if tail.strip():
+        try:  # a complete object that only lacks its newline is still good
+            obj = json.loads(tail)
+            out.append(obj)
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line (left by a killed writer) so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        # find the last newline; everything after it is a partial line
+        chunk = 1 << 16
+        pos = size
+        last_nl = -1
+        while pos > 0 and last_nl < 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            buf = f.read(pos - start)
+            idx = buf.rfind(b"\n")
+            if idx >= 0:
+                last_nl = start + idx
+            pos = start
+        tail_start = last_nl + 1
+        f.seek(tail_start)
+        tail = f.read()
+        try:  # a complete object without its newline: keep it, add the newline
+            json.loads(tail)
+            f.seek(size)
+            f.write(b"\n")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            f.truncate(tail_start)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def append_jsonl(path: Path, objs: Iterable[Any]) -> int:
+    """Append objects as JSON lines in one write, then flush and fsync. Returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [dumps(o) + "\n" for o in objs]
+    if not lines:
+        return 0
+    _repair_tail(path)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(lines))
+        f.flush()
+        os.fsync(f.fileno())
+    return len(lines)
+
+
+# -- response cache ----------------------------------------------------------------------------
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(json_safe(obj), sort_keys=True, ensure_ascii=False,
+                                     default=str).encode()).hexdigest()
+
+
+class ResponseCache:
+    """Finished engine responses of one engine identity (model, config key, backend), on disk.
+
+    Keys hash everything that changes a response: the request kind ("generate", "loglikelihood",
+    "judge", "chat_template"), the prompt / messages / token ids, sampling parameters and
+    enable_thinking. Values are the engine's result as a dict. Appends are fsynced, so whatever an
+    engine returned before a crash is reused by the rerun.
+    """
+
+    def __init__(self, folder: Path, identity: dict[str, Any]):
+        self.identity = identity
+        self.path = Path(folder) / f"{stable_hash(identity)[:20]}.jsonl"
+        self._lock = threading.Lock()
+        self._entries: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._entries is None:
+            entries: dict[str, Any] = {}
+            for row in read_jsonl(self.path):
+                if "k" in row and "v" in row:
+                    entries[row["k"]] = row["v"]
+            self._entries = entries
+        return self._entries
+
+    def key(self, kind: str, request: dict[str, Any]) -> str:
+        return stable_hash({"kind": kind, "request": request})
+
+    def get(self, key: str) -> Any | None:
+        return self._load().get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._load()
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def put_many(self, items: list[tuple[str, Any]]) -> None:
+        if not items:
+            return
+        with self._lock:
+            entries = self._load()
+            if not self.path.exists():
+                atomic_write_text(self.path.with_suffix(".identity.json"), dumps(self.identity, indent=2) + "\n")
+            append_jsonl(self.path, ({"k": k, "v": v} for k, v in items))
+            for k, v in items:
+                entries[k] = v
+
+
+# -- the result store --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunPaths:
+    runs_dir: Path  # folder holding run directories (results/evaluations)
+    run_id: str
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.run_id
+
+    @property
+    def summary_dir(self) -> Path:
+        """results/ for results/evaluations; otherwise the runs folder itself."""
+        return self.runs_dir.parent if self.runs_dir.name == "evaluations" else self.runs_dir
+
+
+def resolve_run_paths(results_dir: str | Path = "results", run_id: str | None = None,
+                      output_dir: str | Path | None = None) -> RunPaths:
+    """Where a run goes. `output_dir` is the run directory itself (its name is the run id);
+    otherwise the run directory is <results_dir>/evaluations/<run_id>."""
+    if output_dir is not None:
+        out = Path(output_dir)
+        if run_id is not None and run_id != out.name:
+            raise ConfigError(
+                f"--run-id {run_id} disagrees with --output-dir {out} (whose name is the run id)",
+                f"give only --output-dir, or --output-dir {out.parent / run_id}")
+        return RunPaths(out.parent, out.name)
+    rid = run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not rid or "/" in rid or rid in (".", ".."):
+        raise ConfigError(f"invalid run id '{rid}'", "use a plain name such as 2025-06-01-baseline")
+    return RunPaths(Path(results_dir) / "evaluations", rid)
+
+
+class ResultStore:
+    """Reads and writes one run directory, and the summaries beside it."""
+
+    def __init__(self, paths: RunPaths):
+        self.paths = paths
+        self.run_dir = paths.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._manifest_lock = threading.Lock()
+
+    # paths
+    def dataset_dir(self, model: str, preset: str) -> Path:
+        return self.run_dir / _safe(model) / preset
+
+    def aggregate_path(self, model: str, preset: str, dataset: str) -> Path:
+        return self.dataset_dir(model, preset) / f"{dataset}.json"
+
+    def samples_path(self, model: str, preset: str, dataset: str) -> Path:
+        return self.dataset_dir(model, preset) / f"{dataset}.samples.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / MANIFEST
+
+    def cache(self, identity: dict[str, Any]) -> ResponseCache:
+        return ResponseCache(self.run_dir / CACHE_DIR, identity)
+
+    # manifest
+    def read_manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {}
+
+    def update_manifest(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into the manifest (dicts merge one level deep) and write it atomically."""
+        with self._manifest_lock:
+            manifest = self.read_manifest()
+            for k, v in changes.items():
+                if isinstance(v, dict) and isinstance(manifest.get(k), dict):
+                    manifest[k] = {**manifest[k], **v}
+                else:
+                    manifest[k] = v
+            atomic_write_json(self.manifest_path, manifest)
+            return manifest
+
+    # samples
+    def load_records(self, model: str, preset: str, dataset: str) -> list[SampleRecord]:
+        out = []
+        for row in read_jsonl(self.samples_path(model, preset, dataset)):
+            out.append(record_from_dict(row))
+        return out
+
+    def append_records(self, model: str, preset: str, dataset: str, records: list[SampleRecord]) -> None:
+        append_jsonl(self.samples_path(model, preset, dataset), (r.to_dict() for r in records))
+
+    # aggregates
+    def write_aggregate(self, model: str, preset: str, dataset: str, aggregate: dict[str, Any]) -> Path:
+        path = self.aggregate_path(model, preset, dataset)
+        atomic_write_json(path, aggregate)
+        return path
+
+    def read_aggregate(self, model: str, preset: str, dataset: str) -> dict[str, Any] | None:
+        path = self.aggregate_path(model, preset, dataset)
+        return read_json(path) if path.exists() else None
+
+    def iter_aggregates(self) -> Iterator[dict[str, Any]]:
+        yield from iter_run_aggregates(self.run_dir)
+
+    # summaries
+    def write_summaries(self) -> tuple[Path, Path]:
+        summary_dir = self.paths.summary_dir
+        latest = build_summary(list(self.iter_aggregates()), run_id=self.paths.run_id)
+        latest_path = summary_dir / LATEST_SUMMARY
+        atomic_write_json(latest_path, latest)
+        everything: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for run in sorted(p for p in self.paths.runs_dir.iterdir() if p.is_dir()):
+            for agg in iter_run_aggregates(run):
+                key = (agg.get("model", ""), agg.get("preset", ""), agg.get("dataset", ""))
+                if key not in everything or str(agg.get("finished_at", "")) >= str(everything[key].get("finished_at", "")):
+                    everything[key] = agg
+        comp = build_summary(list(everything.values()), run_id=None)
+        comp_path = summary_dir / COMPREHENSIVE_SUMMARY
+        atomic_write_json(comp_path, comp)
+        return latest_path, comp_path
+
+
+def _safe(name: str) -> str:
+    """A model name as a folder name (Hub ids contain '/')."""
+    return name.replace("/", "__")
+
+
+def iter_run_aggregates(run_dir: Path) -> Iterator[dict[str, Any]]:
+    if not run_dir.is_dir():
+        return
+    for path in sorted(run_dir.glob("*/*/*.json")):
+        if path.name.startswith(".") or path.parent.parent.name == CACHE_DIR:
+            continue
+        try:
+            agg = read_json(path)
+        except DataError:
+            continue
+        if isinstance(agg, dict) and "metrics" in agg and "dataset" in agg:
+            agg.setdefault("run_id", run_dir.name)
+            yield agg
+
+
+def build_summary(aggregates: list[dict[str, Any]], run_id: str | None) -> dict[str, Any]:
+    """{models, total_evaluations, results: {model: {preset: {dataset: {...}}}}, evaluations: [...]}."""
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for agg in sorted(aggregates, key=lambda a: (a["model"], a["preset"], a["dataset"])):
+        results.setdefault(agg["model"], {}).setdefault(agg["preset"], {})[agg["dataset"]] = {
+            "metrics": agg.get("metrics", {}),
+            "n_samples": agg.get("n_samples"),
+            "n_errors": agg.get("n_errors"),
+            "error_rate": agg.get("error_rate"),
+            "backend": agg.get("backend"),
+            "run_id": agg.get("run_id"),
+            "finished_at": agg.get("finished_at"),
+        }
+    return {
+        "generated_at": now_iso(),
+        "run_id": run_id,
+        "models": sorted(results),
+        "datasets": sorted({a["dataset"] for a in aggregates}),
+        "total_evaluations": len(aggregates),
+        "results": results,
+    }
+
+
+def record_from_dict(row: dict[str, Any]) -> SampleRecord:
+    fields = SampleRecord.__dataclass_fields__
+    return SampleRecord(**{k: v for k, v in row.items() if k in fields})

@@ -1,0 +1,529 @@
+"""Scaling analysis over stored results: pairwise comparisons, the performance matrix, insights.
+
+Reads `results/benchmarks/<run>/<model>/<preset>/<backend>.json` (qwenharness.bench) and
+`results/evaluations/<run>/<model>/<preset>/<dataset>.json` (aggregate files with
+`metrics: {name: {value, stderr, n}}`), newest file per key unless a run id is given, and writes
+under `results/comparisons/`:
+
+- `<a>_vs_<b>_comparison.json` for each adjacent pair of the selected models ordered by parameter
+  count (naming rule: `comparison_name`);
+- `performance_matrix.json`: every model x preset found, with throughput, latency, memory, GPU
+  utilisation and accuracy per dataset;
+- `scaling_insights.json`: statements computed from those numbers.
+
+Every number in a comparison or insight is a *quantity*: a dict whose `value` is traceable —
+`{"value", "source", "key"}` read from a stored file (path relative to the results folder, key path
+inside its JSON), `{"value", "model", "fact"}` from the model registry, `{"value", "const"}` a named
+constant, or `{"value", "op", "args"}` computed by `op` from the quantities in `args`. Anyone can
+recompute every figure from the stored files; the milestone-4 gate does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HarnessError
+from .models import get_model_spec
+
+Q = dict[str, Any]  # a quantity
+Z_95 = 1.96
+DEFAULT_FAMILY_PREFIX = "qwen3_"  # dropped from comparison file names (8b_vs_14b_comparison.json)
+PRIMARY_METRICS = ("acc", "exact_match", "exact_match_strict", "exact_match_flexible", "pass@1",
+                   "prompt_level_strict_acc", "acc_norm", "math_equiv", "score")
+HEADLINE_PRESET = "balanced"
+HEADLINE_WORKLOAD = "random"
+NAMING_RULE = ("<a>_vs_<b>_comparison.json with a the model with fewer parameters; when both names share "
+               "a prefix up to an underscore it is written once in front (qwen2.5_8b_vs_14b), and dropped "
+               f"when it is the suite's primary family '{DEFAULT_FAMILY_PREFIX}' (8b_vs_14b); '/' becomes '__'")
+
+
+# -- quantities ---------------------------------------------------------------------------------------
+def raw(value: Any, source: str, key: Sequence[str]) -> Q:
+    return {"value": value, "source": source, "key": list(key)}
+
+
+def fact(value: Any, model: str, name: str) -> Q:
+    return {"value": value, "model": model, "fact": name}
+
+
+def const(value: float, name: str) -> Q:
+    return {"value": value, "const": name}
+
+
+OPS = {
+    "ratio": lambda a, b: a / b,
+    "difference": lambda a, b: a - b,
+    "product": lambda a, b: a * b,
+    "se_diff": lambda a, b: math.sqrt(a * a + b * b),
+    "log_ratio_elasticity": lambda a, b: math.log(a) / math.log(b),
+}
+
+
+def derive(op: str, *args: Q | None) -> Q | None:
+    """A computed quantity, or None when an input is missing or the result is not finite."""
+    if any(a is None or not isinstance(a.get("value"), (int, float)) or isinstance(a["value"], bool)
+           for a in args):
+        return None
+    try:
+        value = OPS[op](*(a["value"] for a in args))  # type: ignore[index]
+    except (ZeroDivisionError, ValueError):
+        return None
+    if not math.isfinite(value):
+        return None
+    return {"value": value, "op": op, "args": list(args)}
+
+
+def val(q: Q | None) -> Any:
+    return None if q is None else q["value"]
+
+
+# -- reading stored results -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stored:
+    path: Path  # absolute
+    rel: str  # relative to the results folder: what quantities cite
+    data: dict[str, Any]
+
+    def get(self, *key: str) -> Q | None:
+        node: Any = self.data
+        for k in key:
+            if not isinstance(node, dict) or node.get(k) is None:
+                return None
+            node = node[k]
+        return raw(node, self.rel, key) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def _stamp(s: Stored) -> tuple[str, float]:
+    d = s.data
+    return (str(d.get("updated") or d.get("finished") or d.get("finished_at") or d.get("created") or ""),
+            s.path.stat().st_mtime)
+
+
+def _read(path: Path, root: Path) -> Stored | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return Stored(path, str(path.relative_to(root)), data) if isinstance(data, dict) else None
+
+
+def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None,
+                    run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
+    """(model, preset, backend) -> newest stored benchmark file (or the one of `run_id`)."""
+    root = Path(results_dir)
+    base = root / "benchmarks"
+    out: dict[tuple[str, str, str], Stored] = {}
+    for path in sorted(base.glob("*/*/*/*.json")):
+        run, _model_dir, preset, _ = path.relative_to(base).parts
+        if run_id is not None and run != run_id:
+            continue
+        s = _read(path, root)
+        if s is None or "model" not in s.data:
+            continue
+        model = str(s.data["model"])
+        if models is not None and model not in models:
+            continue
+        key = (model, str(s.data.get("preset", preset)), str(s.data.get("backend", path.stem)))
+        if key not in out or _stamp(s) > _stamp(out[key]):
+            out[key] = s
+    return out
+
+
+def primary_metric(data: dict[str, Any]) -> str | None:
+    """The stored `primary_metric`, else the first of PRIMARY_METRICS present, else the first metric."""
+    metrics = data.get("metrics") or {}
+    named = data.get("primary_metric")
+    if isinstance(named, str) and named in metrics:
+        return named
+    for m in PRIMARY_METRICS:
+        if m in metrics:
+            return m
+    return next(iter(metrics), None)
+
+
+def load_evaluations(results_dir: str | Path, models: Sequence[str] | None = None,
+                     run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
+    """(model, preset, dataset) -> newest aggregate evaluation file (one with a `metrics` table)."""
+    root = Path(results_dir)
+    base = root / "evaluations"
+    out: dict[tuple[str, str, str], Stored] = {}
+    for path in sorted(base.glob("*/*/*/*.json")):
+        run, model_dir, preset, _ = path.relative_to(base).parts
+        if run_id is not None and run != run_id:
+            continue
+        s = _read(path, root)
+        if s is None or not isinstance(s.data.get("metrics"), dict) or not s.data["metrics"]:
+            continue
+        model = str(s.data.get("model", model_dir))
+        if models is not None and model not in models:
+            continue
+        key = (model, str(s.data.get("preset", preset)), str(s.data.get("dataset", path.stem)))
+        if key not in out or _stamp(s) > _stamp(out[key]):
+            out[key] = s
+    return out
+
+
+# -- naming ---------------------------------------------------------------------------------------------
+def comparison_name(a: str, b: str) -> str:
+    """File name of the a-vs-b comparison (see NAMING_RULE)."""
+    a, b = a.replace("/", "__"), b.replace("/", "__")
+    cut = 0
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            break
+        if x == "_":
+            cut = i + 1
+    prefix = a[:cut]
+    if cut and a[cut:] and b[cut:]:
+        lead = "" if prefix == DEFAULT_FAMILY_PREFIX else prefix
+        return f"{lead}{a[cut:]}_vs_{b[cut:]}_comparison.json"
+    return f"{a}_vs_{b}_comparison.json"
+
+
+# -- per model x preset figures ---------------------------------------------------------------------------
+class Figures:
+    """The quantities of one model x preset: benchmark (one backend) and evaluations."""
+
+    def __init__(self, model: str, preset: str, bench: Stored | None, evals: dict[str, Stored]):
+        self.model, self.preset, self.bench, self.evals = model, preset, bench, evals
+        self.spec = get_model_spec(model)
+
+    def params(self) -> Q:
+        return fact(self.spec.parameter_count(), self.model, "parameter_count")
+
+    def weight_bytes(self) -> Q | None:
+        if self.bench is None:
+            return None
+        return self.bench.get("memory", "weight_bytes") or self.bench.get("engine", "weight_bytes")
+
+    def throughput(self, workload: str = HEADLINE_WORKLOAD, field: str = "output_tokens_per_s") -> Q | None:
+        return None if self.bench is None else self.bench.get("throughput", workload, field)
+
+    def latency_p50(self, batch: int = 1) -> Q | None:
+        return None if self.bench is None else self.bench.get("latency", f"batch_{batch}", "latency_s", "p50")
+
+    def peak_memory(self) -> Q | None:
+        return None if self.bench is None else self.bench.get("memory", "peak_bytes")
+
+    def accuracy(self, dataset: str, metric: str | None = None) -> tuple[str, Q, Q, Q] | None:
+        s = self.evals.get(dataset)
+        if s is None:
+            return None
+        metric = metric or primary_metric(s.data)
+        if metric is None:
+            return None
+        v, se, n = (s.get("metrics", metric, k) for k in ("value", "stderr", "n"))
+        if v is None or se is None or n is None:
+            return None
+        return metric, v, se, n
+
+
+# -- comparison of two models --------------------------------------------------------------------------------
+def accuracy_delta(a: tuple[str, Q, Q, Q], b: tuple[str, Q, Q, Q]) -> dict[str, Any]:
+    """b - a with the standard error of the difference; significant when |delta| > 1.96 se."""
+    delta, se = derive("difference", b[1], a[1]), derive("se_diff", b[2], a[2])
+    significant = bool(delta and se and abs(delta["value"]) > Z_95 * se["value"])
+    return {"metric": a[0], "a": {"value": a[1], "stderr": a[2], "n": a[3]},
+            "b": {"value": b[1], "stderr": b[2], "n": b[3]}, "delta": delta, "se": se,
+            "significant": significant,
+            "significance_rule": f"|delta| > {Z_95} * sqrt(se_a^2 + se_b^2)"}
+
+
+def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
+    gb = const(1e9, "bytes per GB")
+    billion = const(1e9, "parameters per billion")
+    out: dict[str, Any] = {"backend": fa.bench.data.get("backend") if fa.bench else None}
+    ratios: dict[str, Q | None] = {
+        "parameter_ratio": derive("ratio", fb.params(), fa.params()),
+        "throughput_ratio": derive("ratio", fb.throughput(), fa.throughput()),
+        "cost_per_token_ratio": derive("ratio", fa.throughput(), fb.throughput()),
+        "latency_ratio_batch_1": derive("ratio", fb.latency_p50(1), fa.latency_p50(1)),
+        "weight_memory_ratio": derive("ratio", fb.weight_bytes(), fa.weight_bytes()),
+        "peak_memory_ratio": derive("ratio", fb.peak_memory(), fa.peak_memory()),
+    }
+    out["ratios"] = ratios
+    out["missing"] = sorted(k for k, v in ratios.items() if v is None)
+    efficiency = {}
+    for side, f in (("a", fa), ("b", fb)):
+        tput = f.throughput()
+        efficiency[side] = {
+            "output_tokens_per_s": tput,
+            "tokens_per_s_per_billion_params": derive("ratio", tput, derive("ratio", f.params(), billion)),
+            "tokens_per_s_per_weight_gb": derive("ratio", tput, derive("ratio", f.weight_bytes(), gb)),
+            "tokens_per_s_per_peak_gb": derive("ratio", tput, derive("ratio", f.peak_memory(), gb)),
+        }
+    out["efficiency"] = efficiency
+    if detailed:
+        workloads = sorted(set((fa.bench.data.get("throughput") or {}) if fa.bench else {})
+                           & set((fb.bench.data.get("throughput") or {}) if fb.bench else {}))
+        out["throughput_ratios"] = {
+            w: {f: derive("ratio", fb.throughput(w, f), fa.throughput(w, f))
+                for f in ("requests_per_s", "output_tokens_per_s", "total_tokens_per_s")} for w in workloads}
+        batches = sorted({k for f in (fa, fb) if f.bench for k in (f.bench.data.get("latency") or {})})
+        out["latency_ratios"] = {
+            k: {p: derive("ratio", *(f.bench.get("latency", k, "latency_s", p) if f.bench else None
+                                     for f in (fb, fa))) for p in ("p50", "p90", "p99")} for k in batches}
+    accuracy = {}
+    for ds in sorted(set(fa.evals) & set(fb.evals)):
+        acc_a, acc_b = fa.accuracy(ds), fb.accuracy(ds)
+        if acc_a is None or acc_b is None or acc_a[0] != acc_b[0]:
+            continue
+        accuracy[ds] = accuracy_delta(acc_a, acc_b)
+        if detailed:
+            others = sorted(set(fa.evals[ds].data["metrics"]) & set(fb.evals[ds].data["metrics"]) - {acc_a[0]})
+            accuracy[ds]["other_metrics"] = {}
+            for m in others:
+                ma, mb = fa.accuracy(ds, m), fb.accuracy(ds, m)
+                if ma is not None and mb is not None:
+                    accuracy[ds]["other_metrics"][m] = accuracy_delta(ma, mb)
+    out["accuracy"] = accuracy
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def recommendations(a: str, b: str, cmp: dict[str, Any], preset: str) -> list[dict[str, Any]]:
+    """Recommendations derived from one preset's comparison by the stated rules; each carries its
+    rule and the quantities it used."""
+    r = cmp["ratios"]
+    recs: list[dict[str, Any]] = []
+    cost = r["cost_per_token_ratio"]
+    params = r["parameter_ratio"]
+    acc = cmp["accuracy"]
+    gains = {d: x for d, x in acc.items() if x["significant"] and x["delta"]["value"] > 0}
+    losses = {d: x for d, x in acc.items() if x["significant"] and x["delta"]["value"] < 0}
+    cost_txt = f"{_fmt(cost['value'])}x the cost per output token" if cost else "an unmeasured cost per token"
+    for d, x in sorted(gains.items()):
+        recs.append({
+            "rule": "a significant accuracy gain of b on a dataset: use b for that kind of task when the gain is "
+                    "worth the cost-per-token ratio (a's throughput / b's throughput)",
+            "text": f"{b} gains {_fmt(100 * x['delta']['value'])} points of {x['metric']} on {d} "
+                    f"(se {_fmt(100 * x['se']['value'])}, significant at 95%) at {cost_txt} (preset {preset}): "
+                    f"use {b} for {d}-like tasks when that gain is worth {cost_txt}.",
+            "numbers": {"delta": x["delta"], "se": x["se"], "cost_per_token_ratio": cost},
+        })
+    for d, x in sorted(losses.items()):
+        recs.append({
+            "rule": "a significant accuracy loss of b on a dataset: prefer a for that kind of task",
+            "text": f"{b} loses {_fmt(-100 * x['delta']['value'])} points of {x['metric']} on {d} against {a} "
+                    f"(se {_fmt(100 * x['se']['value'])}, significant at 95%): prefer {a} for {d}-like tasks.",
+            "numbers": {"delta": x["delta"], "se": x["se"]},
+        })
+    if acc and not gains and cost:
+        d, x = max(acc.items(), key=lambda kv: abs(kv[1]["delta"]["value"]) if kv[1]["delta"] else 0)
+        if x["delta"] is not None and x["se"] is not None:
+            recs.append({
+                "rule": "no dataset shows a significant gain of b: prefer a, which costs less per token",
+                "text": f"No evaluated dataset shows a significant gain of {b} over {a} (largest difference "
+                        f"{_fmt(100 * x['delta']['value'])} points on {d}, se {_fmt(100 * x['se']['value'])}); "
+                        f"{b} costs {_fmt(cost['value'])}x per output token (preset {preset}): prefer {a}.",
+                "numbers": {"delta": x["delta"], "se": x["se"], "cost_per_token_ratio": cost},
+            })
+    if cost and params:
+        sub = cost["value"] < params["value"]
+        recs.append({
+            "rule": "cost per token vs parameter ratio: below it, the larger model's throughput falls less than "
+                    "its size grows (sub-linear cost); above it, more than proportionally",
+            "text": f"{b} has {_fmt(params['value'])}x the parameters of {a} and {cost_txt} (preset {preset}): "
+                    + ("its cost grows less than its size." if sub else "its cost grows at least as fast as its size."),
+            "numbers": {"parameter_ratio": params, "cost_per_token_ratio": cost},
+        })
+    lat = r["latency_ratio_batch_1"]
+    if lat:
+        recs.append({
+            "rule": "batch-1 p50 latency ratio above 1: for interactive single requests the smaller model answers "
+                    "faster by that factor",
+            "text": f"At batch 1, {b}'s p50 end-to-end latency is {_fmt(lat['value'])}x {a}'s (preset {preset})"
+                    + (f": for latency-bound interactive use prefer {a}." if lat["value"] > 1
+                       else f": {b} is not slower at batch 1."),
+            "numbers": {"latency_ratio_batch_1": lat},
+        })
+    mem = r["peak_memory_ratio"] or r["weight_memory_ratio"]
+    if mem:
+        which = "peak GPU memory" if r["peak_memory_ratio"] else "weight memory"
+        recs.append({
+            "rule": "memory ratio: the larger model needs this factor of memory, the headroom lost to KV cache",
+            "text": f"{b} needs {_fmt(mem['value'])}x the {which} of {a} (preset {preset}).",
+            "numbers": {"memory_ratio": mem},
+        })
+    return recs
+
+
+def compare_pair(a: str, b: str, figures: dict[tuple[str, str], Figures], detailed: bool = False) -> dict[str, Any]:
+    presets = sorted({p for (m, p) in figures if m == a} & {p for (m, p) in figures if m == b})
+    if not presets:
+        raise HarnessError(f"no preset has stored results for both {a} and {b}",
+                           "run `qwenharness bench` (and `qwenharness evaluate`) for both with the same preset")
+    per = {p: compare_preset(figures[(a, p)], figures[(b, p)], detailed) for p in presets}
+    headline = HEADLINE_PRESET if HEADLINE_PRESET in per else presets[0]
+    fa, fb = figures[(a, headline)], figures[(b, headline)]
+    return {
+        "models": {"a": a, "b": b},
+        "naming_rule": NAMING_RULE,
+        "parameters": {"a": fa.params(), "b": fb.params()},
+        "parameter_ratio": derive("ratio", fb.params(), fa.params()),
+        "headline_preset": headline,
+        "presets": per,
+        "recommendations": recommendations(a, b, per[headline], headline),
+        "sources": sorted({s.rel for f in (figures[(m, p)] for m in (a, b) for p in presets)
+                           for s in ([f.bench] if f.bench else []) + list(f.evals.values())}),
+    }
+
+
+# -- matrix and insights --------------------------------------------------------------------------------------
+def matrix_row(f: Figures) -> dict[str, Any]:
+    b = f.bench
+    mem = (b.data.get("memory") or {}) if b else {}
+    row: dict[str, Any] = {
+        "model": f.model, "preset": f.preset, "parameter_count": f.spec.parameter_count(),
+        "backend": b.data.get("backend") if b else None, "benchmark_source": b.rel if b else None,
+        "throughput": {w: {k: t.get(k) for k in ("requests_per_s", "output_tokens_per_s", "total_tokens_per_s")}
+                       for w, t in ((b.data.get("throughput") or {}) if b else {}).items()
+                       if isinstance(t, dict) and "output_tokens_per_s" in t},
+        "latency_p50_s": {k: (v.get("latency_s") or {}).get("p50")
+                          for k, v in ((b.data.get("latency") or {}) if b else {}).items()},
+        "memory": {k: mem.get(k) for k in ("weight_bytes", "kv_cache_bytes", "peak_bytes", "mean_bytes",
+                                           "host_rss_peak_bytes")},
+        "gpu_utilization_pct": mem.get("gpu_util_mean"),
+        "gpu_utilization_reason": mem.get("reason") if mem.get("gpu_util_mean") is None else None,
+        "overhead_ratio": ((b.data.get("overhead") or {}).get("ratio")) if b else None,
+        "bandwidth_fraction": ((b.data.get("physical_bound") or {}).get("fraction")) if b else None,
+        "accuracy": {},
+    }
+    for ds, s in sorted(f.evals.items()):
+        acc = f.accuracy(ds)
+        if acc:
+            row["accuracy"][ds] = {"metric": acc[0], "value": acc[1]["value"], "stderr": acc[2]["value"],
+                                   "n": acc[3]["value"], "source": s.rel}
+    return row
+
+
+def insights(models: Sequence[str], figures: dict[tuple[str, str], Figures],
+             comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statements computed from the numbers; each carries the rule and its quantities."""
+    out: list[dict[str, Any]] = []
+    for cmp in comparisons:
+        a, b = cmp["models"]["a"], cmp["models"]["b"]
+        for preset, c in cmp["presets"].items():
+            r = c["ratios"]
+            params, tput = r["parameter_ratio"], r["throughput_ratio"]
+            el = derive("log_ratio_elasticity", tput, params)
+            if el:
+                out.append({
+                    "id": f"throughput_scaling:{a}:{b}:{preset}",
+                    "rule": "elasticity = ln(throughput ratio) / ln(parameter ratio); -1 means throughput "
+                            "inversely proportional to size, 0 means size costs nothing",
+                    "text": f"{preset}: {b} has {_fmt(params['value'])}x the parameters of {a} and "
+                            f"{_fmt(tput['value'])}x its output throughput, an elasticity of {el['value']:.2f}.",
+                    "numbers": {"parameter_ratio": params, "throughput_ratio": tput, "elasticity": el},
+                })
+            lat = r["latency_ratio_batch_1"]
+            if lat and params:
+                out.append({
+                    "id": f"latency_scaling:{a}:{b}:{preset}",
+                    "rule": "batch-1 latency ratio compared with the parameter ratio (memory-bound decoding "
+                            "predicts them equal)",
+                    "text": f"{preset}: batch-1 p50 latency grows {_fmt(lat['value'])}x for "
+                            f"{_fmt(params['value'])}x the parameters.",
+                    "numbers": {"latency_ratio_batch_1": lat, "parameter_ratio": params},
+                })
+            for ds, x in c["accuracy"].items():
+                if x["delta"] is None or x["se"] is None:
+                    continue
+                out.append({
+                    "id": f"accuracy:{a}:{b}:{preset}:{ds}",
+                    "rule": f"accuracy delta b - a is significant when |delta| > {Z_95} * se",
+                    "text": f"{preset}, {ds}: {b} - {a} = {_fmt(100 * x['delta']['value'])} points of "
+                            f"{x['metric']} (se {_fmt(100 * x['se']['value'])}): "
+                            + ("significant." if x["significant"] else "not significant."),
+                    "numbers": {"delta": x["delta"], "se": x["se"]},
+                })
+    for m in models:
+        tputs = {p: f.throughput() for (mm, p), f in figures.items() if mm == m and f.throughput()}
+        if len(tputs) >= 2:
+            best = max(tputs, key=lambda p: tputs[p]["value"])  # type: ignore[index]
+            worst = min(tputs, key=lambda p: tputs[p]["value"])  # type: ignore[index]
+            ratio = derive("ratio", tputs[best], tputs[worst])
+            if ratio:
+                out.append({
+                    "id": f"preset_spread:{m}",
+                    "rule": "throughput of the fastest preset divided by that of the slowest",
+                    "text": f"{m}: preset {best} gives {_fmt(ratio['value'])}x the output throughput of {worst}.",
+                    "numbers": {"best": tputs[best], "worst": tputs[worst], "ratio": ratio},
+                })
+        for (mm, p), f in sorted(figures.items()):
+            if mm != m or f.bench is None:
+                continue
+            frac = f.bench.get("physical_bound", "fraction")
+            if frac:
+                out.append({
+                    "id": f"bandwidth_fraction:{m}:{p}",
+                    "rule": "measured batch-1 decode rate / (HBM bandwidth / weight bytes)",
+                    "text": f"{m} ({p}): batch-1 decoding reaches {100 * frac['value']:.0f}% of the "
+                            "bandwidth bound.",
+                    "numbers": {"fraction": frac,
+                                "bound_tokens_per_s": f.bench.get("physical_bound", "bound_tokens_per_s")},
+                })
+    return out
+
+
+# -- the whole analysis ------------------------------------------------------------------------------------------
+def order_by_size(models: Sequence[str]) -> list[str]:
+    return sorted(dict.fromkeys(models), key=lambda m: (get_model_spec(m).parameter_count(), m))
+
+
+def collect(results_dir: str | Path, models: Sequence[str] | None = None, *, backend: str | None = None,
+            run_id: str | None = None) -> dict[tuple[str, str], Figures]:
+    """Figures for every (model, preset) with stored benchmark or evaluation results. The benchmark of
+    `backend` is used (default: vllm where stored, else any)."""
+    benches = load_benchmarks(results_dir, models, run_id)
+    evals = load_evaluations(results_dir, models, run_id)
+    keys = {(m, p) for (m, p, _) in benches} | {(m, p) for (m, p, _) in evals}
+    figures = {}
+    for m, p in sorted(keys):
+        have = {bk: s for (mm, pp, bk), s in benches.items() if (mm, pp) == (m, p)}
+        choice = backend if backend else ("vllm" if "vllm" in have else (sorted(have)[0] if have else None))
+        figures[(m, p)] = Figures(m, p, have.get(choice) if choice else None,
+                                  {d: s for (mm, pp, d), s in evals.items() if (mm, pp) == (m, p)})
+    return figures
+
+
+def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = False, backend: str | None = None,
+            run_id: str | None = None, write: bool = True) -> dict[str, Any]:
+    """Compare each adjacent pair of `models` (ordered by size), build the matrix and insights, and write
+    the three kinds of files under <results_dir>/comparisons/. Returns what was written, with paths."""
+    from .results import atomic_write_json
+
+    if len(models) < 2:
+        raise HarnessError(f"a comparison needs at least two models, got {list(models)}",
+                           "pass two or more with --models a,b")
+    ordered = order_by_size(models)
+    figures = collect(results_dir, ordered, backend=backend, run_id=run_id)
+    missing = [m for m in ordered if not any(mm == m for (mm, _) in figures)]
+    if missing:
+        raise HarnessError(f"no stored benchmark or evaluation results for {', '.join(missing)} under "
+                           f"{Path(results_dir).resolve()}",
+                           "run `qwenharness bench --models ...` and `qwenharness evaluate --models ...` first, "
+                           "or pass --results-dir")
+    comparisons = [compare_pair(a, b, figures, detailed) for a, b in zip(ordered, ordered[1:])]
+    matrix = {"models": ordered, "rows": [matrix_row(f) for _, f in sorted(figures.items())]}
+    ins = {"models": ordered, "insights": insights(ordered, figures, comparisons)}
+    out_dir = Path(results_dir) / "comparisons"
+    written: dict[str, Any] = {"comparisons": {}, "matrix": None, "insights": None}
+    if write:
+        for c in comparisons:
+            p = out_dir / comparison_name(c["models"]["a"], c["models"]["b"])
+            atomic_write_json(p, c)
+            written["comparisons"][f"{c['models']['a']} vs {c['models']['b']}"] = str(p)
+        atomic_write_json(out_dir / "performance_matrix.json", matrix)
+        atomic_write_json(out_dir / "scaling_insights.json", ins)
+        written["matrix"] = str(out_dir / "performance_matrix.json")
+        written["insights"] = str(out_dir / "scaling_insights.json")
+    return {"comparisons": comparisons, "matrix": matrix, "insights": ins, "written": written}

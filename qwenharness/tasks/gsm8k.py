@@ -1,0 +1,162 @@
+"""GSM8K: grade-school math word problems, scored as lm-evaluation-harness's `gsm8k` task.
+
+Prompt (default, raw text): 5 worked examples from the train split, each
+"Question: {question}\\nAnswer: {full worked answer ending in '#### N'}", separated by blank lines,
+then "Question: {question}\\nAnswer:"; greedy, stopping at "Question:", "</s>", "<|im_end|>" or a
+blank line. For instruct models, `options.chat` asks the question in a chat message (0-shot unless
+n_shot says otherwise; examples then become earlier user/assistant turns) and asks the model to end
+with "The final answer is N"; flexible-extract then reads the last number.
+
+Metrics, as in lm-eval's gsm8k.yaml (its names `exact_match,strict-match` and
+`exact_match,flexible-extract`, here `strict_match` and `flexible_extract`):
+
+- strict_match: the first match of ``#### (\\-?[0-9\\.\\,]+)`` (group 1);
+- flexible_extract: the LAST match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` (the non-empty group);
+- no match gives "[invalid]". Prediction and the full reference answer are then compared by exact
+  match after removing, in order, the regexes ",", "\\$", "(?s).*#### ", "\\.$" and lower-casing
+  (ignore_case true, ignore_punctuation false).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..engines.base import GenerationRequest
+from .base import Output, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
+from .fewshot import sample_fewshot
+from .genutil import chat_request, read_generations, repeat_requests, sampling_for
+
+STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+IGNORE_REGEXES = (",", r"\$", r"(?s).*#### ", r"\.$")
+FALLBACK = "[invalid]"
+STOP = ("Question:", "</s>", "<|im_end|>", "\n\n")
+
+CHAT_INSTRUCTION = (
+    "Solve the following math problem step by step. At the end, write the final answer on its own "
+    "line as \"The final answer is N\", where N is just the number.\n\n{question}"
+)
+
+
+def regex_extract(text: str, pattern: re.Pattern[str], group_select: int) -> str:
+    """lm-eval's `regex` filter: findall, pick one match, its first non-empty group, stripped."""
+    matches = pattern.findall(text)
+    if not matches:
+        return FALLBACK
+    match = matches[group_select]
+    if isinstance(match, tuple):
+        match = [g for g in match if g][0]
+    return match.strip()
+
+
+def strict_extract(text: str) -> str:
+    return regex_extract(text, STRICT_PATTERN, 0)
+
+
+def flexible_extract(text: str) -> str:
+    return regex_extract(text, FLEXIBLE_PATTERN, -1)
+
+
+def normalize(text: str) -> str:
+    """The exact_match normalisation of gsm8k.yaml: remove the ignore regexes in order, lower-case."""
+    for pattern in IGNORE_REGEXES:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def exact_match(prediction: str, reference: str) -> bool:
+    return normalize(prediction) == normalize(reference)
+
+
+def final_answer(reference: str) -> str:
+    """The number after '####' in a reference answer."""
+    return reference.split("####")[-1].strip()
+
+
+class GSM8K(Task):
+    name = "gsm8k"
+    output_type = "generate"
+    default_n_shot = 5
+    metric_names = ("strict_match", "flexible_extract")
+
+    def fewshot_split(self) -> str | None:
+        return "train"
+
+    def n_shot(self, options: TaskOptions) -> int:
+        if options.n_shot is not None:
+            return options.n_shot
+        return 0 if options.chat else self.default_n_shot
+
+    @staticmethod
+    def raw_prompt(doc: dict[str, Any], shots: list[dict[str, Any]]) -> str:
+        parts = [f"Question: {s['question']}\nAnswer: {s['answer']}" for s in shots]
+        parts.append(f"Question: {doc['question']}\nAnswer:")
+        return "\n\n".join(parts)
+
+    @staticmethod
+    def chat_messages(doc: dict[str, Any], shots: list[dict[str, Any]]) -> list[dict[str, str]]:
+        messages: list[dict[str, str]] = []
+        for s in shots:
+            messages.append({"role": "user", "content": CHAT_INSTRUCTION.format(question=s["question"])})
+            messages.append({"role": "assistant",
+                             "content": f"{s['answer']}\nThe final answer is {final_answer(s['answer'])}"})
+        messages.append({"role": "user", "content": CHAT_INSTRUCTION.format(question=doc["question"])})
+        return messages
+
+    def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
+                       fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
+        n = self.n_shot(options)
+        out = []
+        for doc in docs:
+            shots = sample_fewshot(fewshot_docs or [], doc, n, options.seed, self.name) if n else []
+            if options.chat:
+                messages = self.chat_messages(doc, shots)
+                max_tokens = 1024 if options.enable_thinking is False else 4096
+                reqs = repeat_requests(lambda i: chat_request(
+                    messages, sampling_for(options, max_tokens=max_tokens, sample_index=i), options), options)
+            else:
+                prompt = self.raw_prompt(doc, shots)
+                reqs = repeat_requests(lambda i: GenerationRequest(
+                    prompt=prompt, sampling=sampling_for(options, max_tokens=256, stop=STOP, sample_index=i),
+                    enable_thinking=options.enable_thinking), options)
+            out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
+        return out
+
+    def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+        strict = [strict_extract(t) for t in texts]
+        flexible = [flexible_extract(t) for t in texts]
+        reference = doc["answer"]
+        s_ok = [float(exact_match(p, reference)) for p in strict]
+        f_ok = [float(exact_match(p, reference)) for p in flexible]
+        scores = {"strict_match": sum(s_ok) / len(s_ok), "flexible_extract": sum(f_ok) / len(f_ok)}
+        extra: dict[str, Any] = {"strict_extracted": strict, "flexible_extracted": flexible}
+        if len(texts) > 1:
+            extra["per_sample"] = {"strict_match": s_ok, "flexible_extract": f_ok}
+        return scores, extra
+
+    def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
+              options: TaskOptions) -> SampleRecord:
+        answers, _raw, extra = read_generations(outputs, self.name)
+        scores, more = self._score_texts(doc, answers)
+        req = request.requests[0]
+        assert isinstance(req, GenerationRequest)
+        return SampleRecord(
+            doc_id=request.doc_id,
+            prompt=req.prompt if req.prompt is not None else list(req.messages or ()),
+            target=final_answer(doc["answer"]),
+            outputs=answers,
+            scores=scores,
+            extra={**extra, **more},
+            prompt_tokens=sum(getattr(o, "prompt_tokens", 0) for o in outputs),
+            output_tokens=sum(getattr(o, "output_tokens", 0) for o in outputs),
+        )
+
+    def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
+        if not responses:
+            raise ValueError("score_response needs at least one response")
+        answers = [strip_thinking(r)[0] for r in responses]
+        scores, extra = self._score_texts(doc, answers)
+        extra["raw_responses"] = list(responses)
+        return SampleRecord(doc_id=str(doc.get("_index", "")), prompt=None,
+                            target=final_answer(doc["answer"]), outputs=answers, scores=scores, extra=extra)

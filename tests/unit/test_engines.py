@@ -1,0 +1,168 @@
+"""The transformers engine on the tiny model: generation, stop strings, log-likelihood consistency."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from qwenharness.engines import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    SamplingParams,
+    open_engine,
+)
+from qwenharness.engines.common import encode_pair, truncate_at_stop
+from qwenharness.errors import EngineError, UnknownNameError
+from qwenharness.models import get_model_spec
+from qwenharness.presets import get_model_config
+
+PROMPTS = [
+    "The quick brown fox",
+    "Question: what is 2+2?\nAnswer:",
+    "def add(a, b):",
+    "In the beginning",
+    "import os\nimport sys\n",
+    "The result of the function is",
+    "Python is a programming language that",
+    "for i in range(10):",
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = open_engine(get_model_config("tiny", "balanced", None), "hf")
+    yield eng
+    eng.close()
+
+
+def greedy(prompt: str, max_tokens: int = 16, stop: tuple[str, ...] = ()) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, sampling=SamplingParams(max_tokens=max_tokens, stop=stop))
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(UnknownNameError, match="choose one of vllm, hf"):
+        open_engine(get_model_config("tiny", "balanced", None), "onnx")
+
+
+def test_info_reports_weights(engine) -> None:
+    info = engine.info()
+    assert info.engine == "hf" and info.device == "cpu" and info.dtype == "float32"
+    assert info.weight_bytes == get_model_spec("tiny").parameter_count() * 4
+    assert "transformers" in info.versions
+
+
+def test_greedy_generation_is_deterministic_and_batch_independent(engine) -> None:
+    batched = engine.generate([greedy(p) for p in PROMPTS])
+    single = [engine.generate([greedy(p)])[0] for p in PROMPTS[:3]]
+    assert [g.text for g in batched[:3]] == [g.text for g in single]
+    assert [g.text for g in engine.generate([greedy(p) for p in PROMPTS])] == [g.text for g in batched]
+    for g, p in zip(batched, PROMPTS):
+        assert g.finish_reason == "length" and g.output_tokens == 16
+        assert g.prompt_tokens == len(engine.tokenizer(p)["input_ids"])
+        assert g.text  # random weights, but never nothing
+        assert g.output_token_ids is not None and len(g.output_token_ids) == 16
+
+
+def test_ignore_eos_generates_exactly_max_tokens(engine) -> None:
+    reqs = [GenerationRequest(prompt=p, sampling=SamplingParams(max_tokens=40, ignore_eos=True)) for p in PROMPTS]
+    assert all(g.output_tokens == 40 for g in engine.generate(reqs))
+
+
+def test_stop_strings_cut_the_text(engine) -> None:
+    full = engine.generate([greedy(p, 24) for p in PROMPTS])
+    requests, expected = [], []
+    for p, g in zip(PROMPTS, full):
+        stop = g.text[len(g.text) // 2: len(g.text) // 2 + 3]  # a piece from the middle of the output
+        if stop.strip():
+            requests.append(greedy(p, 24, stop=(stop, "\x00never")))
+            expected.append(g.text[: g.text.find(stop)])
+    assert len(requests) >= 4
+    for g, text in zip(engine.generate(requests), expected):
+        assert g.finish_reason == "stop"
+        assert g.text == text
+        assert 1 <= g.output_tokens < 24
+
+
+def test_truncate_at_stop_takes_the_earliest() -> None:
+    assert truncate_at_stop("abc\n\nQuestion: x", ("Question:", "\n\n")) == ("abc", True)
+    assert truncate_at_stop("abc", ("z",)) == ("abc", False)
+
+
+def test_seeded_sampling_is_reproducible(engine) -> None:
+    def sample(seed: int) -> str:
+        req = GenerationRequest(prompt="Once", sampling=SamplingParams(temperature=1.0, max_tokens=24, seed=seed))
+        return engine.generate([req])[0].text
+
+    assert sample(7) == sample(7)
+    assert len({sample(s) for s in range(4)}) > 1
+
+
+def test_chat_prompts_follow_the_thinking_switch(engine) -> None:
+    messages = ({"role": "user", "content": "Hi"},)
+    on, off = engine.generate([
+        GenerationRequest(messages=messages, enable_thinking=True, sampling=SamplingParams(max_tokens=4)),
+        GenerationRequest(messages=messages, enable_thinking=False, sampling=SamplingParams(max_tokens=4)),
+    ])
+    empty_think = engine.tokenizer("<think>\n\n</think>\n\n", add_special_tokens=False)["input_ids"]
+    assert off.prompt_tokens == on.prompt_tokens + len(empty_think)
+    assert engine.apply_chat_template(list(messages), enable_thinking=False).endswith("<think>\n\n</think>\n\n")
+
+
+def test_loglikelihood_of_the_greedy_continuation_is_greedy(engine) -> None:
+    outputs = engine.generate([greedy(p, 10) for p in PROMPTS])
+    tok = engine.tokenizer
+    # Only continuations whose text re-tokenizes to the generated tokens are the greedy path as text
+    # (and a context's trailing whitespace would move into the continuation, as in lm-eval).
+    pairs = [(p, g.text) for p, g in zip(PROMPTS, outputs)
+             if p == p.rstrip() and tok(p + g.text)["input_ids"] == tok(p)["input_ids"] + g.output_token_ids]
+    assert len(pairs) >= 3
+    results = engine.loglikelihood([LoglikelihoodRequest(p, t) for p, t in pairs])
+    assert all(r.is_greedy for r in results)
+    assert all(r.num_tokens == 10 for r in results)
+    altered = engine.loglikelihood([LoglikelihoodRequest(p, " zebra" + t) for p, t in pairs])
+    assert not any(r.is_greedy for r in altered)
+    assert all(a.logprob < r.logprob for a, r in zip(altered, results))
+
+
+def test_loglikelihood_matches_a_manual_forward_pass(engine) -> None:
+    import torch
+
+    request = LoglikelihoodRequest("The capital of France is", " Paris, of course")
+    pair = encode_pair(engine.tokenizer, request, engine.prefix_id)
+    tokens = pair.context + pair.continuation
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(engine.model(torch.tensor([tokens])).logits[0].float(), -1)
+    n = len(pair.continuation)
+    expected = sum(float(logprobs[len(tokens) - n - 1 + j, t]) for j, t in enumerate(pair.continuation))
+    [result] = engine.loglikelihood([request])
+    assert result.num_tokens == n
+    assert math.isclose(result.logprob, expected, abs_tol=1e-4)
+
+
+def test_batched_loglikelihood_equals_unbatched(engine) -> None:
+    requests = [LoglikelihoodRequest(p, c) for p in PROMPTS[:4] for c in (" yes", " no, never", "\n\nx = 1")]
+    requests.append(LoglikelihoodRequest("", "Hello world"))  # empty context: prefixed with <|endoftext|>
+    batched = engine.loglikelihood(requests)
+    for req, res in zip(requests, batched):
+        [alone] = engine.loglikelihood([req])
+        assert math.isclose(res.logprob, alone.logprob, abs_tol=1e-4), req
+        assert res.is_greedy == alone.is_greedy and res.num_tokens == alone.num_tokens
+        assert res.logprob < 0
+
+
+def test_context_and_continuation_split_like_lm_eval(engine) -> None:
+    tok = engine.tokenizer
+    pair = encode_pair(tok, LoglikelihoodRequest("Answer: ", "yes"), engine.prefix_id)
+    assert tok.decode(pair.continuation) == " yes"  # the trailing space moved to the continuation
+    assert tok.decode(pair.context) == "Answer:"
+    empty = encode_pair(tok, LoglikelihoodRequest("", "yes"), engine.prefix_id)
+    assert empty.context == [tok.convert_tokens_to_ids("<|endoftext|>")]
+    with pytest.raises(EngineError, match="empty continuation"):
+        encode_pair(tok, LoglikelihoodRequest("a", ""), engine.prefix_id)
+
+
+def test_too_long_a_prompt_is_a_clear_error(engine) -> None:
+    ids = tuple([100] * engine.max_len)
+    with pytest.raises(EngineError, match="max_model_len"):
+        engine.generate([GenerationRequest(prompt_token_ids=ids)])
