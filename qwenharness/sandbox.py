@@ -155,11 +155,17 @@ def _make_guard(nonce, report_fd, root, read_prefixes, wrapper_frame, pass_line)
         "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz", "_testsinglephase",
         "_interpreters", "_interpchannels", "_interpqueues",
     })
-    path_events = frozenset({
-        "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.utime", "os.truncate",
-        "shutil.rmtree", "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move",
-        "os.mkfifo", "os.mknod",
-    })
+    # event -> (number of leading path arguments, positions of dir_fd arguments)
+    path_events = {
+        "os.remove": (1, (1,)), "os.rmdir": (1, (1,)), "os.rename": (2, (2, 3)), "os.mkdir": (1, (2,)),
+        "os.chmod": (1, (2,)), "os.utime": (1, (3,)), "os.truncate": (1, ()), "shutil.rmtree": (1, (1,)),
+        "shutil.copyfile": (2, ()), "shutil.copymode": (2, ()), "shutil.copystat": (2, ()),
+        "shutil.move": (2, ()), "os.mkfifo": (1, (2,)), "os.mknod": (1, (3,)),
+    }
+    try:
+        raise ValueError
+    except ValueError as e:
+        tb_type = type(e.__traceback__)
     busy = set()
     done = []
 
@@ -238,20 +244,19 @@ def _make_guard(nonce, report_fd, root, read_prefixes, wrapper_frame, pass_line)
                 if p is None or not inside(p):
                     die("chdir outside the sandbox directory")
             elif event in path_events:
-                n_paths = 2 if event in ("os.rename", "shutil.copyfile", "shutil.move") else 1
-                for i, a in enumerate(args):
-                    if i < n_paths:
-                        if type(a) is int and event == "os.truncate":
-                            continue
-                        p = as_path(a)
-                        if p is None or not inside(p):
-                            die(event + " outside the sandbox directory")
-                    elif event.startswith("os.") and i >= len(args) - (2 if event == "os.rename" else 1) \
-                            and type(a) is int and a != -1 and event not in ("os.truncate", "os.chmod", "os.mkdir") \
-                            or (event in ("os.chmod", "os.mkdir", "os.utime") and i == len(args) - 1
-                                and type(a) is int and a != -1):
+                n_paths, dir_fds = path_events[event]
+                for i in range(min(n_paths, len(args))):
+                    if type(args[i]) is int and event == "os.truncate":
+                        continue  # ftruncate needs a writable fd, which only a checked open gives
+                    p = as_path(args[i])
+                    if p is None or not inside(p):
+                        die(event + " outside the sandbox directory")
+                for i in dir_fds:
+                    fd = args[i] if i < len(args) else None
+                    if fd is not None and (type(fd) is not int or fd != -1):
                         die(event + " with dir_fd")
-            elif event == "object.__getattr__" and len(args) == 2 and args[1] == "tb_frame":
+            elif (event == "object.__getattr__" and len(args) == 2 and type(args[0]) is tb_type
+                  and type(args[1]) is str and args[1] == "tb_frame"):
                 frame = args[0].tb_frame
                 if frame.f_code is guard.__code__ or frame.f_code is die.__code__:
                     die("access to the sandbox guard's frame")
@@ -268,7 +273,16 @@ del _setup, _make_guard
 _exec, _audit, _exit, _write = exec, sys.audit, os._exit, os.write
 
 
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
 def _fail(exc):
+    _flush()
     try:
         kind = "failed" if isinstance(exc, AssertionError) else "error"
         try:
@@ -288,6 +302,7 @@ try:
     del _solution, _test
     _exec(_code_solution, _ns)
     _exec(_code_test, _ns)
+    _flush()
     _audit("qwenharness.pass")  # <pass-line>
 except BaseException as _e:
     _fail(_e)
@@ -349,8 +364,9 @@ class ExecutionResult:
         return asdict(self)
 
 
-def _child_env(tmpdir: str) -> dict[str, str]:
+def _child_env(tmpdir: str, instance_id: str) -> dict[str, str]:
     return {
+        "QWENHARNESS_SANDBOX": instance_id,  # not a secret: lets tests (or an admin) find strays
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
@@ -416,6 +432,7 @@ class Sandbox:
         self.policy = policy or TimeoutPolicy()
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.python = python or sys.executable
+        self.instance_id = secrets.token_hex(8)  # in every child's environment as QWENHARNESS_SANDBOX
         if not self.python or not os.access(self.python, os.X_OK):
             raise HarnessError(f"cannot run the Python interpreter '{self.python}' for the code sandbox",
                                "run the harness with a working Python (sys.executable) or pass python=")
@@ -440,7 +457,7 @@ class Sandbox:
             with tempfile.TemporaryFile() as out:
                 try:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=tmpdir, env=_child_env(tmpdir), start_new_session=True,
+                                            cwd=tmpdir, env=_child_env(tmpdir, self.instance_id), start_new_session=True,
                                             pass_fds=(setup_r, report_w), close_fds=True)
                 finally:
                     os.close(setup_r)

@@ -33,8 +33,7 @@ from .models import get_model_spec
 Q = dict[str, Any]  # a quantity
 Z_95 = 1.96
 DEFAULT_FAMILY_PREFIX = "qwen3_"  # dropped from comparison file names (8b_vs_14b_comparison.json)
-PRIMARY_METRICS = ("acc", "exact_match", "exact_match_strict", "exact_match_flexible", "pass@1",
-                   "prompt_level_strict_acc", "acc_norm", "math_equiv", "score")
+PRIMARY_METRICS = ("acc", "strict_match", "exact_match", "pass@1", "prompt_level_strict_acc", "mc2", "score")
 HEADLINE_PRESET = "balanced"
 HEADLINE_WORKLOAD = "random"
 NAMING_RULE = ("<a>_vs_<b>_comparison.json with a the model with fewer parameters; when both names share "
@@ -134,10 +133,24 @@ def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None
     return out
 
 
+def _task_primary(dataset: Any) -> str | None:
+    """The first of the dataset's task metric_names (the task's headline metric), if it is known."""
+    if not isinstance(dataset, str):
+        return None
+    try:
+        from .tasks import get_task
+
+        names = get_task(dataset).metric_names
+    except Exception:  # an unknown dataset or a task module that cannot import here
+        return None
+    return names[0] if names else None
+
+
 def primary_metric(data: dict[str, Any]) -> str | None:
-    """The stored `primary_metric`, else the first of PRIMARY_METRICS present, else the first metric."""
+    """The stored `primary_metric`, else the task's first metric name, else the first of
+    PRIMARY_METRICS present, else the first metric."""
     metrics = data.get("metrics") or {}
-    named = data.get("primary_metric")
+    named = data.get("primary_metric") or _task_primary(data.get("dataset"))
     if isinstance(named, str) and named in metrics:
         return named
     for m in PRIMARY_METRICS:

@@ -81,6 +81,9 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None) 
     from ..tasks import get_task
 
     task = get_task(dataset)
+    if getattr(task, "needs_judge", False):
+        raise HarnessError(f"`qwenharness score` cannot grade {dataset}: its scores come from an LLM judge",
+                           f"run `qwenharness evaluate --datasets {dataset} --judge-model MODEL` instead")
     if hasattr(task, "data_dir"):
         task.data_dir = data_dir  # type: ignore[attr-defined]
     grouped = read_responses(responses_path)

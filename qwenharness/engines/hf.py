@@ -109,7 +109,8 @@ class HFEngine:
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
         pairs = [encode_pair(self.tokenizer, r, self.prefix_id) for r in requests]
-        windows = [(p.window(self.max_len), len(p.continuation)) for p in pairs]
+        # The same window as the vLLM engine's (which must leave room for one generated token).
+        windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         order = sorted(range(len(requests)), key=lambda i: -len(windows[i][0]))
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         for chunk in self._chunks(order, [len(windows[i][0]) for i in order]):

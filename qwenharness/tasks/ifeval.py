@@ -8,7 +8,9 @@ Zero-shot generation of google/IFEval's 541 prompts (chat template when `options
 - inst_level_strict_acc / inst_level_loose_acc: share of all instructions followed, pooled over
   every instruction of every prompt (not a mean of per-prompt shares).
 
-Per-sample scores keep the per-instruction booleans as lists; `aggregate` pools them.
+Per-sample scores keep the per-instruction booleans as lists; `aggregate` pools them, and
+`instruction_breakdown` gives Google's per-instruction and per-category table. Generation budget:
+1280 new tokens (4096 with thinking on) unless the run sets max_tokens.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def instruction_breakdown(records: list[SampleRecord]) -> dict[str, dict[str, di
         if r.error is not None or not ids or n_results % len(ids):
             continue
         ids = ids * (n_results // len(ids))
-        for iid, s, lo in zip(ids, r.scores[INST_STRICT], r.scores[INST_LOOSE]):
+        for iid, s, lo in zip(ids, r.scores[INST_STRICT], r.scores[INST_LOOSE], strict=True):
             for key in (iid, iid.split(":")[0]):
                 pooled[key]["strict"].append(float(s))
                 pooled[key]["loose"].append(float(lo))

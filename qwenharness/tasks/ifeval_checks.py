@@ -11,7 +11,12 @@ variants follows it (the response, without its first line, last line or both, ea
 `*` removed).
 
 Where Google's builders fill a missing argument at random (they also generate the prompts), ours
-refuse: scoring must be deterministic. Differences in tokenisation are documented in ifeval_text.
+refuse: scoring must be deterministic. We follow Google's current code, which differs from older
+copies (lm-evaluation-harness, if-verifiable) in two places: `**bold**` spans count as highlighted
+sections, and keywords:letter_frequency counts the given character even when it is not a-z (one row
+asks for '#'; the older copies replace such a letter with a random one). Checked against a copy of
+Google's checks on 28,356 (instruction, response) pairs: identical apart from that '#' row.
+Tokenisation is in ifeval_text.
 """
 
 from __future__ import annotations
@@ -368,4 +373,4 @@ def build_checks(instruction_ids: Sequence[str], kwargs_list: Sequence[dict[str,
     if len(instruction_ids) != len(kwargs_list):
         raise DataError(f"IFEval row has {len(instruction_ids)} instruction ids but {len(kwargs_list)} kwargs",
                         "each instruction id needs its kwargs dict")
-    return [build_check(i, kw) for i, kw in zip(instruction_ids, kwargs_list)]
+    return [build_check(i, kw) for i, kw in zip(instruction_ids, kwargs_list, strict=True)]

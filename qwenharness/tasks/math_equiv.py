@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 SYMPY_TIMEOUT_S = 3.0
 _MAX_SYMPY_CHARS = 200
@@ -199,7 +201,10 @@ def _bracketed(s: str) -> tuple[str, list[str], str] | None:
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError after `seconds` (SIGALRM; only in the main thread, else no limit)."""
+    """Raise TimeoutError after `seconds` (SIGALRM; only in the main thread, else no limit).
+
+    An alarm already pending (pytest-timeout's, say) is put back afterwards with its remaining time.
+    """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -207,15 +212,22 @@ def _time_limit(seconds: float) -> Iterator[None]:
     def _raise(signum: int, frame: object) -> None:
         raise TimeoutError
 
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    old_handler = signal.signal(signal.SIGALRM, _raise)
+    pending = signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    limit = min(seconds, pending[0]) if pending[0] > 0 else seconds
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.signal(signal.SIGALRM, old_handler)
+        if pending[0] > 0:
+            remaining = max(pending[0] - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, remaining, pending[1])
 
 
+@cache
 def sympy_available() -> bool:
     try:
         import antlr4  # noqa: F401

@@ -162,7 +162,7 @@ class MTBench(Task):
     def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
                        fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
         """Turn-1 requests only: turn 2 depends on the answers, see `run`."""
-        return [TaskRequest(doc_id=str(d["question_id"]), requests=[self.turn_request(d, options, [])]) for d in docs]
+        return [TaskRequest(doc_id=_doc_id(d), requests=[self.turn_request(d, options, [])]) for d in docs]
 
     def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
               options: TaskOptions) -> SampleRecord:
@@ -224,7 +224,7 @@ class MTBench(Task):
                                      "temperature": category_temperature(doc["category"], options),
                                      "raw_outputs": raw[i], "judgments": per_doc.get(i, [])}
             if errors[i] is not None:
-                records.append(SampleRecord(doc_id=str(doc["question_id"]), prompt=prompts[i], target=None,
+                records.append(SampleRecord(doc_id=_doc_id(doc), prompt=prompts[i], target=None,
                                             outputs=answers[i], scores={}, extra=extra, prompt_tokens=tokens[i][0],
                                             output_tokens=tokens[i][1], error=errors[i]))
                 continue
@@ -238,7 +238,7 @@ class MTBench(Task):
                 "judge_parse_failures": 2 - len(parsed),
             }
             records.append(SampleRecord(
-                doc_id=str(doc["question_id"]), prompt=prompts[i],
+                doc_id=_doc_id(doc), prompt=prompts[i],
                 target=self.references().get(int(doc["question_id"])) if doc["category"] in NEED_REF_CATS else None,
                 outputs=answers[i], scores=scores, extra=extra, prompt_tokens=tokens[i][0],
                 output_tokens=tokens[i][1]))
@@ -264,3 +264,8 @@ class MTBench(Task):
 
 __all__ = ["MTBench", "parse_rating", "format_judge_prompt", "judge_prompt_name", "TEMPERATURE"]
 
+
+
+def _doc_id(doc: dict[str, Any]) -> str:
+    """The dataset's id of a question: its row index (question_id when the row carries no index)."""
+    return str(doc["_index"]) if "_index" in doc else str(doc["question_id"])

@@ -193,3 +193,22 @@ def test_math500_run_and_parse_error() -> None:
     assert "parse_error" in records[1].extra and "parse_error" not in records[0].extra
     rec = task.score_response(docs[0], ["<think>\\boxed{7}</think>so \\boxed{0.5}"])
     assert rec.scores["exact_match"] == 1.0 and rec.extra["extracted"] == ["0.5"]
+
+
+def test_time_limit_raises_and_keeps_an_outer_alarm() -> None:
+    import signal
+    import time
+
+    from qwenharness.tasks.math_equiv import _time_limit
+
+    old = signal.signal(signal.SIGALRM, lambda *a: None)
+    signal.setitimer(signal.ITIMER_REAL, 100.0)
+    try:
+        with pytest.raises(TimeoutError):
+            with _time_limit(0.05):
+                time.sleep(2)
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 90.0 < remaining <= 100.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -180,7 +180,7 @@ def test_loose_is_never_below_strict_and_empty_follows_nothing() -> None:
     for _, _, good, bad in CASES:
         for resp in (good, bad):
             strict, loose = follows_strict(checks, resp), follows_loose(checks, resp)
-            assert all(lo or not s for s, lo in zip(strict, loose))
+            assert all(lo or not s for s, lo in zip(strict, loose, strict=True))
     assert follows_strict(checks, "   \n ") == [False] * len(checks)
     assert follows_loose(checks, "   \n ") == [False] * len(checks)
 
@@ -285,9 +285,9 @@ def test_every_instruction_in_the_data_has_a_checker_that_accepts_its_kwargs(ife
     assert set(ids) <= set(BUILDERS), set(ids) - set(BUILDERS)
     for row in ifeval_rows:
         assert len(row["instruction_id_list"]) == len(row["kwargs"])
-        for iid, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+        for iid, kwargs in zip(row["instruction_id_list"], row["kwargs"], strict=True):
             check = build_check(iid, kwargs)  # raises DataError on any unaccepted kwarg
-            assert isinstance(bool(check("A response.")), bool)
+            assert isinstance(check("A response."), bool)  # a bool, not a truthy object
 
 
 def test_metrics_compute_on_the_whole_dataset(ifeval_rows: list[dict[str, Any]]) -> None:
@@ -308,3 +308,18 @@ def test_metrics_compute_on_the_whole_dataset(ifeval_rows: list[dict[str, Any]])
         request = r["kwargs"][pos]["prompt_to_repeat"]
         assert task.score_response(r, [request + "\nMy answer."]).scores["inst_level_strict_acc"][pos]
         assert not task.score_response(r, ["Sure! " + request]).scores["inst_level_strict_acc"][pos]
+
+
+def test_several_samples_average_prompts_and_pool_instructions() -> None:
+    task = IFEval()
+    doc = _doc(0, ["punctuation:no_comma", "startend:quotation"], [{}, {}])
+    reqs = task.build_requests([doc], TaskOptions(num_samples=3, temperature=0.7))
+    assert len(reqs[0].requests) == 3 and len({r.sampling.seed for r in reqs[0].requests}) == 3
+    rec = task.score_response(doc, ['"ok"', "a, b", '"x, y"'])  # 2/2, 0/2, 1/2
+    assert rec.scores["prompt_level_strict_acc"] == pytest.approx(1 / 3)
+    assert rec.scores["inst_level_strict_acc"] == [True, True, False, False, False, True]
+    table = instruction_breakdown([rec])
+    assert table["punctuation:no_comma"]["strict"]["value"] == pytest.approx(1 / 3)
+    assert table["startend:quotation"]["strict"]["n"] == 3
+    with pytest.raises(DataError, match="no response"):
+        task.score_response(doc, [])

@@ -181,7 +181,8 @@ def test_run_gives_one_record_per_doc_from_one_batch() -> None:
 
 
 def test_hellaswag_preprocessing() -> None:
-    assert hellaswag_preprocess(" Clean a pan [title] Use soap. [step] Rinse  it. ") == "Clean a pan. Use soap. Rinse it."
+    cleaned = hellaswag_preprocess(" Clean a pan [title] Use soap. [step] Rinse  it. ")
+    assert cleaned == "Clean a pan. Use soap. Rinse it."
     task = get_task("hellaswag")
     doc = {"_index": 0, "activity_label": "Baking", "ctx_a": "A man opens an oven.", "ctx_b": "he",
            "endings": ["takes out a cake [title] done.", "sings."], "label": "0"}
@@ -205,7 +206,7 @@ def test_boolq_and_arc_prompts() -> None:
     assert arc.doc_to_gold(doc) == 2
     assert arc.score_response(doc, ["3"]).scores["acc"] == 1.0
     assert arc.score_response(doc, ["C"]).scores["acc"] == 1.0
-    assert arc.score_response(doc, ["4"]).scores["acc"] == 1.0  # text "4" would also be choice 3? no: label 4
+    assert arc.score_response(doc, ["4"]).scores["acc"] == 0.0  # a bare label wins: "4" is choice "5"
     assert arc.score_response(doc, ["(C) 4"]).scores["acc"] == 1.0
 
 

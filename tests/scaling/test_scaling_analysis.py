@@ -1,0 +1,245 @@
+"""Milestone 4: the scaling analysis over stored results, every figure recomputed from the files.
+
+Models: `harness.scaling_models()` (tiny and tiny-2x on CPU; qwen3_8b and qwen3_14b on a GPU; or
+--models). Results are read from --results-dir; where a selected model x preset has none stored, the
+fixture produces them first with the library (a short benchmark, and a small evaluation unless the
+weights are dummy), so the gate always runs on real numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from qwenharness import bench, scaling
+from qwenharness.models import get_model_spec
+from qwenharness.presets import DEFAULT_PRESET
+from qwenharness.testing import HarnessOptions
+
+pytestmark = [pytest.mark.milestone4, pytest.mark.slow]
+
+CPU_DATASETS = ["arc_easy", "gsm8k"]
+CPU_SAMPLE_LIMIT = 20
+CPU_BENCH = bench.BenchOptions(input_len=32, output_len=16, num_prompts=16, batch_sizes=(1, 4), warmup=1, iters=3,
+                               overhead_reps=2, text_dataset=None)
+GPU_BENCH = bench.BenchOptions(input_len=128, output_len=128, num_prompts=256, batch_sizes=(1, 32), text_dataset=None)
+REQUIRED_RATIOS = ("parameter_ratio", "throughput_ratio", "cost_per_token_ratio", "latency_ratio_batch_1",
+                   "weight_memory_ratio")
+
+
+# -- producing what is missing -----------------------------------------------------------------------------
+def _presets(config: pytest.Config, options: HarnessOptions) -> list[str]:
+    return options.presets if config.getoption("--presets") or options.gpu else [DEFAULT_PRESET]
+
+
+def _datasets(config: pytest.Config, options: HarnessOptions) -> list[str]:
+    return options.datasets if config.getoption("--datasets") else CPU_DATASETS
+
+
+@pytest.fixture(scope="module")
+def selection(pytestconfig: pytest.Config, harness: HarnessOptions) -> dict[str, Any]:
+    return {"models": scaling.order_by_size(harness.scaling_models()),
+            "presets": _presets(pytestconfig, harness), "backend": harness.backends[0],
+            "datasets": _datasets(pytestconfig, harness), "root": Path(harness.results_dir)}
+
+
+@pytest.fixture(scope="module")
+def stored(selection: dict[str, Any], harness: HarnessOptions, engine_pool: Any) -> dict[str, Any]:
+    """Make sure every selected model x preset has a stored benchmark and (real weights) evaluation."""
+    root, backend = selection["root"], selection["backend"]
+    cells = [(m, p) for m in selection["models"] for p in selection["presets"]]
+    benches = scaling.load_benchmarks(root, selection["models"])
+    store = bench.BenchmarkStore(root, harness.run_id)
+    for m, p in cells:
+        if (m, p, backend) not in benches:
+            engine = engine_pool.get(m, p, backend)
+            bench.run_suite(engine, engine_pool.current_config, backend, GPU_BENCH if harness.gpu else CPU_BENCH, store)
+    produced_evals = []
+    if harness.load_format != "dummy":  # dummy weights have no tokenizer for real text
+        from qwenharness.evaluation import EvalSettings, Evaluator
+        from qwenharness.results import resolve_run_paths
+
+        evals = scaling.load_evaluations(root, selection["models"])
+        for m, p in cells:
+            todo = [d for d in selection["datasets"] if (m, p, d) not in evals]
+            if not todo:
+                continue
+            settings = EvalSettings(models=[m], presets=[p], datasets=todo, backend=backend,
+                                    sample_limit=harness.sample_limit or CPU_SAMPLE_LIMIT, data_dir=harness.data_dir,
+                                    load_format=harness.load_format)
+            results = Evaluator(settings, resolve_run_paths(root, harness.run_id), pool=engine_pool).run()
+            failed = [f"{r.model}/{r.preset}/{r.dataset}: {r.error}" for r in results if not r.ok]
+            assert not failed, f"the evaluation needed for the analysis failed: {failed}"
+            produced_evals += [(r.model, r.preset, r.dataset) for r in results]
+    return {"produced_evaluations": produced_evals}
+
+
+@pytest.fixture(scope="module")
+def analysis(selection: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    return scaling.analyze(selection["root"], selection["models"], detailed=True, backend=selection["backend"])
+
+
+# -- an independent recomputation of every quantity ----------------------------------------------------------
+RECOMPUTE = {
+    "ratio": lambda a, b: a / b,
+    "difference": lambda a, b: a - b,
+    "product": lambda a, b: a * b,
+    "se_diff": lambda a, b: (a**2 + b**2) ** 0.5,
+    "log_ratio_elasticity": lambda a, b: math.log(a) / math.log(b),
+}
+
+
+def quantities(node: Any) -> Iterator[dict[str, Any]]:
+    """Every quantity in a nested structure (outermost first; a derived one's args follow it)."""
+    if isinstance(node, dict):
+        if "value" in node and any(k in node for k in ("source", "fact", "const", "op")):
+            yield node
+            for arg in node.get("args", []):
+                yield from quantities(arg)
+            return
+        for v in node.values():
+            yield from quantities(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from quantities(v)
+
+
+def check_quantity(q: dict[str, Any], root: Path) -> None:
+    value = q["value"]
+    assert isinstance(value, (int, float)) and math.isfinite(value), q
+    if "source" in q:
+        node: Any = json.loads((root / q["source"]).read_text())
+        for k in q["key"]:
+            node = node[k]
+        assert node == value, f"{q['source']}:{'.'.join(q['key'])} holds {node}, the analysis says {value}"
+    elif "fact" in q:
+        assert q["fact"] == "parameter_count"
+        assert get_model_spec(q["model"]).parameter_count() == value
+    elif "op" in q:
+        args = [a["value"] for a in q["args"]]
+        assert RECOMPUTE[q["op"]](*args) == pytest.approx(value, rel=1e-12), q["op"]
+    else:
+        assert q["const"]
+
+
+def _bench_file(root: Path, model: str, preset: str, backend: str) -> dict[str, Any]:
+    """The newest stored benchmark for a key, found with the store's own index."""
+    index = json.loads((root / "benchmarks" / "latest.json").read_text())
+    return json.loads((root / "benchmarks" / index["entries"][f"{model}/{preset}/{backend}"]["path"]).read_text())
+
+
+def _eval_files(root: Path, models: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in (root / "evaluations").glob("*/*/*/*.json"):
+        data = json.loads(path.read_text())
+        if not isinstance(data.get("metrics"), dict) or data.get("model") not in models:
+            continue
+        key = (data["model"], data["preset"], data["dataset"])
+        if key not in newest or str(data.get("finished_at")) > str(newest[key].get("finished_at")):
+            newest[key] = data
+    return newest
+
+
+# -- the gates --------------------------------------------------------------------------------------------
+def test_comparison_files_are_written(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    models = selection["models"]
+    out_dir = selection["root"] / "comparisons"
+    for a, b in zip(models, models[1:]):
+        path = out_dir / scaling.comparison_name(a, b)
+        assert path.is_file(), f"missing {path}"
+        assert json.loads(path.read_text())["models"] == {"a": a, "b": b}
+    if models == ["qwen3_8b", "qwen3_14b"]:
+        assert (out_dir / "8b_vs_14b_comparison.json").is_file()
+    assert (out_dir / "performance_matrix.json").is_file()
+    assert (out_dir / "scaling_insights.json").is_file()
+
+
+def test_ratios_are_finite_and_match_the_stored_files(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    root, backend = selection["root"], selection["backend"]
+    for c in analysis["comparisons"]:
+        a, b = c["models"]["a"], c["models"]["b"]
+        assert c["parameter_ratio"]["value"] == pytest.approx(
+            get_model_spec(b).parameter_count() / get_model_spec(a).parameter_count())
+        for preset in selection["presets"]:
+            ratios = c["presets"][preset]["ratios"]
+            missing = [k for k in REQUIRED_RATIOS if ratios[k] is None]
+            assert not missing, f"{a} vs {b} ({preset}): no {missing}"
+            for name, q in ratios.items():
+                assert q is None or math.isfinite(q["value"]), name
+            fa, fb = _bench_file(root, a, preset, backend), _bench_file(root, b, preset, backend)
+            tput = [f["throughput"]["random"]["output_tokens_per_s"] for f in (fa, fb)]
+            lat = [f["latency"]["batch_1"]["latency_s"]["p50"] for f in (fa, fb)]
+            weights = [f["memory"]["weight_bytes"] for f in (fa, fb)]
+            assert ratios["throughput_ratio"]["value"] == pytest.approx(tput[1] / tput[0])
+            assert ratios["cost_per_token_ratio"]["value"] == pytest.approx(tput[0] / tput[1])
+            assert ratios["latency_ratio_batch_1"]["value"] == pytest.approx(lat[1] / lat[0])
+            assert ratios["weight_memory_ratio"]["value"] == pytest.approx(weights[1] / weights[0])
+
+
+def test_every_quantity_recomputes_from_the_files(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    qs = list(quantities(analysis["comparisons"])) + list(quantities(analysis["insights"]))
+    assert qs
+    for q in qs:
+        check_quantity(q, selection["root"])
+
+
+def test_accuracy_deltas_and_significance(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    evals = _eval_files(selection["root"], selection["models"])
+    for c in analysis["comparisons"]:
+        a, b = c["models"]["a"], c["models"]["b"]
+        for preset, cmp in c["presets"].items():
+            expected = {d for (m, p, d) in evals if (m, p) == (a, preset)} & {
+                d for (m, p, d) in evals if (m, p) == (b, preset)}
+            assert set(cmp["accuracy"]) == expected
+            for ds, x in cmp["accuracy"].items():
+                ma, mb = evals[(a, preset, ds)]["metrics"][x["metric"]], evals[(b, preset, ds)]["metrics"][x["metric"]]
+                assert x["delta"]["value"] == pytest.approx(mb["value"] - ma["value"])
+                se = math.sqrt(ma["stderr"] ** 2 + mb["stderr"] ** 2)
+                assert x["se"]["value"] == pytest.approx(se)
+                assert x["significant"] == (abs(mb["value"] - ma["value"]) > 1.96 * se)
+
+
+def test_matrix_covers_every_evaluated_and_benchmarked_cell(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    root = selection["root"]
+    rows = {(r["model"], r["preset"]): r for r in analysis["matrix"]["rows"]}
+    evals = _eval_files(root, selection["models"])
+    wanted = {(m, p) for (m, p, _) in evals} | {(m, p) for m in selection["models"] for p in selection["presets"]}
+    assert wanted <= set(rows), f"matrix lacks {sorted(wanted - set(rows))}"
+    for (m, p, ds), data in evals.items():
+        cell = rows[(m, p)]["accuracy"][ds]
+        stored_metric = data["metrics"][cell["metric"]]
+        assert (cell["value"], cell["stderr"], cell["n"]) == (
+            stored_metric["value"], stored_metric["stderr"], stored_metric["n"])
+    for m in selection["models"]:
+        for p in selection["presets"]:
+            row, f = rows[(m, p)], _bench_file(root, m, p, selection["backend"])
+            assert row["throughput"]["random"]["output_tokens_per_s"] == f["throughput"]["random"]["output_tokens_per_s"]
+            assert row["memory"]["weight_bytes"] == f["memory"]["weight_bytes"]
+            assert row["gpu_utilization_pct"] == f["memory"]["gpu_util_mean"]
+
+
+def test_insights_and_recommendations_cite_their_numbers(analysis: dict[str, Any]) -> None:
+    ins = analysis["insights"]["insights"]
+    assert ins, "no insight was derived"
+    recs = [r for c in analysis["comparisons"] for r in c["recommendations"]]
+    assert recs, "no recommendation was derived"
+    for item in ins + recs:
+        assert item["rule"] and item["numbers"], item
+        assert all(q is not None for q in item["numbers"].values()), item
+        assert any(ch.isdigit() for ch in item["text"]), item["text"]
+        assert list(quantities(item["numbers"])), item
+
+
+def test_compare_command_writes_the_same_files(analysis: dict[str, Any], selection: dict[str, Any]) -> None:
+    from qwenharness.cli import main
+
+    models = selection["models"]
+    assert main(["compare", "--models", ",".join(models), "--results-dir", str(selection["root"]),
+                 "--backend", selection["backend"]]) == 0
+    written = json.loads((selection["root"] / "comparisons" / scaling.comparison_name(models[0], models[1])).read_text())
+    assert written["presets"].keys() == analysis["comparisons"][0]["presets"].keys()
+    assert written["parameter_ratio"]["value"] == pytest.approx(analysis["comparisons"][0]["parameter_ratio"]["value"])
