@@ -107,9 +107,10 @@ def entry_key(model: str, preset: str, backend: str, load_format: str = "auto") 
 
 def coverage_requests(config: ResolvedConfig, *, max_tokens: int = MAX_TOKENS,
                       prompts: tuple[str, ...] = COVERAGE_PROMPTS) -> list[GenerationRequest]:
-    """The fixed prompt set, greedy. Chat messages with real weights; token ids with dummy weights,
+    """The fixed prompt set, greedy, `max_tokens` each. Chat messages with real weights; token ids with dummy weights,
     whose WordLevel tokenizer has no words (ids are drawn deterministically from the vocabulary)."""
-    sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=config.seed)
+    # ignore_eos: every prompt yields exactly max_tokens, so tokens/s compare across models and runs
+    sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=config.seed, ignore_eos=True)
     if config.load_format == "dummy":
         vocab = config.model.vocab_size - 1  # the last id is the dummy tokenizer's EOS
         return [GenerationRequest(prompt_token_ids=tuple((7919 * (i + 1) + 104729 * j) % vocab + 1

@@ -218,9 +218,12 @@ class Evaluator:
                  task_factory: Callable[[str], Task] | None = None,
                  docs_loader: Callable[..., list[Any]] | None = None,
                  split_loader: Callable[..., list[dict[str, Any]]] | None = None,
-                 chunk_sizes: dict[str, int] | None = None):
+                 chunk_sizes: dict[str, int] | None = None, replace_stale: bool = False):
         """`task_factory`, `docs_loader` (like data.load_docs) and `split_loader` (like data.load with
-        split=) default to the registries; tests pass fakes."""
+        split=) default to the registries; tests pass fakes. `replace_stale`: a dataset already in the
+        run with other options is recomputed (its old records deleted) instead of refused; the pytest
+        gates use it because their run id is fixed ("pytest")."""
+        self.replace_stale = replace_stale
         self.settings = settings
         self.task_factory = task_factory
         self.docs_loader = docs_loader
@@ -349,9 +352,13 @@ class Evaluator:
         previous = self.store.read_manifest().get("evaluations", {}).get(entry_key)
         existing = self.store.load_records(model, preset, dataset)
         if existing and previous and previous.get("fingerprint") != fingerprint:
-            raise ConfigError(
-                f"run {self.store.paths.run_id} already holds {entry_key} made with other options "
-                f"({previous.get('settings')})", "use a new --run-id, or rerun with the same options")
+            if not self.replace_stale:
+                raise ConfigError(
+                    f"run {self.store.paths.run_id} already holds {entry_key} made with other options "
+                    f"({previous.get('settings')})", "use a new --run-id, or rerun with the same options")
+            self._say(f"[yellow]{entry_key}: options changed; its earlier records are replaced[/yellow]")
+            self.store.discard(model, preset, dataset)
+            existing = []
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "running", "started_at": started}}})
 
@@ -400,6 +407,9 @@ class Evaluator:
                         **ctx.stats.to_dict()},
             "engine": engine_info, "started_at": started, "finished_at": now_iso(),
         })
+        previous_agg = self.store.read_aggregate(model, preset, dataset) if existing else None
+        history = (previous_agg or {}).get("timings_history", [])
+        aggregate["timings_history"] = history + [{"finished_at": aggregate["finished_at"], **aggregate["timings"]}]
         path = self.store.write_aggregate(model, preset, dataset, aggregate)
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "done", "started_at": started,

@@ -324,6 +324,11 @@ class ResultStore:
     def append_records(self, model: str, preset: str, dataset: str, records: list[SampleRecord]) -> None:
         append_jsonl(self.samples_path(model, preset, dataset), (r.to_dict() for r in records))
 
+    def discard(self, model: str, preset: str, dataset: str) -> None:
+        """Delete a dataset's records and aggregate (the response cache stays: it is keyed by content)."""
+        for path in (self.samples_path(model, preset, dataset), self.aggregate_path(model, preset, dataset)):
+            path.unlink(missing_ok=True)
+
     # aggregates
     def write_aggregate(self, model: str, preset: str, dataset: str, aggregate: dict[str, Any]) -> Path:
         path = self.aggregate_path(model, preset, dataset)

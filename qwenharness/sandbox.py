@@ -145,7 +145,7 @@ def _make_guard(nonce, report_fd, root, read_prefixes, wrapper_frame, pass_line)
         "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill", "sys.settrace",
         "sys.setprofile", "sys._current_frames", "sys.addaudithook", "gc.get_objects",
         "gc.get_referrers", "gc.get_referents", "code.__new__", "socket.__new__", "os.symlink",
-        "os.link", "resource.setrlimit", "resource.prlimit", "sys.setrecursionlimit",
+        "os.link", "resource.setrlimit", "resource.prlimit",
         "os.setxattr", "os.removexattr", "os.chflags", "os.chown", "os.listdrives",
         "os.add_dll_directory", "_posixsubprocess.fork_exec", "sys.remote_exec",
     })
@@ -433,6 +433,9 @@ class Sandbox:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.python = python or sys.executable
         self.instance_id = secrets.token_hex(8)  # in every child's environment as QWENHARNESS_SANDBOX
+        if os.name != "posix":
+            raise HarnessError("the code sandbox needs a POSIX system (process groups, rlimits)",
+                               "run code benchmarks on Linux")
         if not self.python or not os.access(self.python, os.X_OK):
             raise HarnessError(f"cannot run the Python interpreter '{self.python}' for the code sandbox",
                                "run the harness with a working Python (sys.executable) or pass python=")

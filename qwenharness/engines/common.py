@@ -91,7 +91,9 @@ def encode_pair(tokenizer: Any, request: LoglikelihoodRequest, prefix_id: int) -
 
     Trailing spaces of the context move to the continuation; the whole string is encoded at once and
     the continuation's tokens are those after the encoding of the context, so a token that straddles
-    the boundary counts as continuation. An empty context becomes the prefix token.
+    the boundary counts as continuation. Where the whole encoding does not start with the context's
+    (a boundary merge), the split moves back to where they part, so the continuation is never empty.
+    An empty context becomes the prefix token.
     """
     def enc(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -108,7 +110,13 @@ def encode_pair(tokenizer: Any, request: LoglikelihoodRequest, prefix_id: int) -
         context = context[:-n_spaces]
     whole = enc(context + continuation)
     ctx = enc(context)
-    return EncodedPair(whole[:len(ctx)], whole[len(ctx):])
+    split = len(ctx)
+    if whole[:split] != ctx:
+        # A token straddles the boundary and BPE merged differently (e.g. "):" + "\n\n" -> ")" ":\n\n"):
+        # the continuation starts at the first token where the two encodings part.
+        split = next((i for i, (a, b) in enumerate(zip(whole, ctx)) if a != b), min(len(whole), len(ctx)))
+    split = min(split, len(whole) - 1)  # never an empty continuation
+    return EncodedPair(whole[:split], whole[split:])
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -141,7 +141,7 @@ def test_loglikelihood_matches_a_manual_forward_pass(engine) -> None:
 
 
 def test_batched_loglikelihood_equals_unbatched(engine) -> None:
-    requests = [LoglikelihoodRequest(p, c) for p in PROMPTS[:4] for c in (" yes", " no, never", "\n\nx = 1")]
+    requests = [LoglikelihoodRequest(p, c) for p in PROMPTS for c in (" yes", " no, never", "\n\n")]
     requests.append(LoglikelihoodRequest("", "Hello world"))  # empty context: prefixed with <|endoftext|>
     batched = engine.loglikelihood(requests)
     for req, res in zip(requests, batched):
@@ -158,6 +158,9 @@ def test_context_and_continuation_split_like_lm_eval(engine) -> None:
     assert tok.decode(pair.context) == "Answer:"
     empty = encode_pair(tok, LoglikelihoodRequest("", "yes"), engine.prefix_id)
     assert empty.context == [tok.convert_tokens_to_ids("<|endoftext|>")]
+    merged = encode_pair(tok, LoglikelihoodRequest("def add(a, b):", "\n\n"), engine.prefix_id)
+    assert merged.continuation  # "):" + "\n\n" merge across the boundary: the split moves back
+    assert tok.decode(merged.context + merged.continuation) == "def add(a, b):\n\n"
     with pytest.raises(EngineError, match="empty continuation"):
         encode_pair(tok, LoglikelihoodRequest("a", ""), engine.prefix_id)
 

@@ -1,0 +1,320 @@
+"""Read every stored result the reports show, and nothing else.
+
+Sources, all under the results folder (default `results/`):
+
+- `evaluations/<run_id>/<model>/<preset>/<dataset>.json`  aggregate metrics (`metrics: {name: {value,
+  stderr, n}}`), and `evaluations/<run_id>/manifest.json`;
+- `latest_summary.json`, `comprehensive_summary.json`;
+- `evaluations/model_coverage/latest_summary.json` (milestone 2: one entry per configuration);
+- `benchmarks/<run_id>/<model>/<preset>/<backend>.json` (throughput, latency, memory, overhead);
+- `comparisons/*_comparison.json`, `comparisons/performance_matrix.json`, `comparisons/scaling_insights.json`;
+- `gates/<milestone>.json` (written by the pytest plugin in qwenharness.report.html).
+
+Files that do not parse are listed in `ResultsSnapshot.unreadable`, never silently used.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import HarnessError
+
+EVALUATIONS = "evaluations"
+COVERAGE_DIR = "model_coverage"
+NOT_RUNS = {COVERAGE_DIR}  # folders under evaluations/ that are not run directories
+GATES_DIR = "gates"
+MILESTONES = ("milestone1", "milestone2", "milestone3", "milestone4", "milestone5")
+# Preferred headline metric per dataset family, in order; the first one present is used.
+PRIMARY_METRICS = ("acc", "flexible_extract", "strict_match", "exact_match", "pass@1",
+                   "prompt_level_strict_acc", "mc2", "mc1", "score", "acc_norm")
+
+
+@dataclass(frozen=True)
+class Metric:
+    value: float | None
+    stderr: float | None
+    n: int | None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Metric":
+        return cls(_num(d.get("value")), _num(d.get("stderr")), _int(d.get("n")))
+
+
+@dataclass
+class Evaluation:
+    """One stored aggregate: a model x preset x dataset of one run."""
+
+    model: str
+    preset: str
+    dataset: str
+    run_id: str
+    metrics: dict[str, Metric]
+    path: Path
+    backend: str | None = None
+    n_samples: int | None = None
+    n_errors: int | None = None
+    error_rate: float | None = None
+    n_shot: int | None = None
+    chat: bool | None = None
+    thinking: bool | None = None
+    sample_limit: int | None = None
+    judge: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def primary(self) -> str | None:
+        for name in PRIMARY_METRICS:
+            if name in self.metrics and self.metrics[name].value is not None:
+                return name
+        return next((k for k, m in self.metrics.items() if m.value is not None), None)
+
+    def primary_metric(self) -> Metric | None:
+        name = self.primary
+        return self.metrics.get(name) if name else None
+
+
+@dataclass
+class ResultsSnapshot:
+    results_dir: Path
+    run_id: str | None  # the run asked for; None: newest result per key over all runs
+    runs: list[str]
+    evaluations: list[Evaluation]
+    manifests: dict[str, dict[str, Any]]  # run id -> manifest, for the runs the evaluations come from
+    latest_summary: dict[str, Any] | None
+    comprehensive_summary: dict[str, Any] | None
+    coverage: list[dict[str, Any]]
+    benchmarks: list[dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+    matrix: dict[str, Any] | None
+    insights: dict[str, Any] | None
+    gates: dict[str, dict[str, Any]]
+    unreadable: list[str] = field(default_factory=list)
+
+    # convenience views
+    @property
+    def models(self) -> list[str]:
+        return sorted({e.model for e in self.evaluations})
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({e.dataset for e in self.evaluations})
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every evaluated (model, dataset)."""
+        return sorted({(e.model, e.dataset) for e in self.evaluations})
+
+    def rel(self, path: Path | str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.results_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+
+# -- small readers ---------------------------------------------------------------------------------
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def _int(x: Any) -> int | None:
+    return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def _read(path: Path, unreadable: list[str]) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        unreadable.append(f"{path}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def list_runs(results_dir: str | Path) -> list[str]:
+    """Run ids under <results>/evaluations (folders holding a manifest or aggregate files)."""
+    base = Path(results_dir) / EVALUATIONS
+    if not base.is_dir():
+        return []
+    runs = []
+    for p in sorted(base.iterdir()):
+        if not p.is_dir() or p.name in NOT_RUNS or p.name.startswith("."):
+            continue
+        if (p / "manifest.json").is_file() or any(p.glob("*/*/*.json")):
+            runs.append(p.name)
+    return runs
+
+
+def _evaluation(data: dict[str, Any], path: Path, run_id: str) -> Evaluation | None:
+    metrics_raw = data.get("metrics")
+    if not isinstance(metrics_raw, dict) or "dataset" not in data:
+        return None
+    metrics = {str(k): Metric.from_dict(v) for k, v in metrics_raw.items()
+               if isinstance(v, dict) and "value" in v}
+    task = data.get("task") if isinstance(data.get("task"), dict) else {}
+    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    judge = data.get("judge") if isinstance(data.get("judge"), dict) else {}
+    return Evaluation(
+        model=str(data.get("model", path.parent.parent.name)),
+        preset=str(data.get("preset", path.parent.name)),
+        dataset=str(data["dataset"]),
+        run_id=str(data.get("run_id") or run_id),
+        metrics=metrics,
+        path=path,
+        backend=data.get("backend"),
+        n_samples=_int(data.get("n_samples")),
+        n_errors=_int(data.get("n_errors")),
+        error_rate=_num(data.get("error_rate")),
+        n_shot=_int(task.get("n_shot")),
+        chat=options.get("chat") if isinstance(options.get("chat"), bool) else None,
+        thinking=options.get("enable_thinking") if isinstance(options.get("enable_thinking"), bool) else None,
+        sample_limit=_int(data.get("sample_limit")),
+        judge=judge.get("model") if isinstance(judge.get("model"), str) else None,
+        finished_at=str(data["finished_at"]) if data.get("finished_at") else None,
+    )
+
+
+def read_evaluations(results_dir: str | Path, run_id: str | None, unreadable: list[str]) -> list[Evaluation]:
+    """The aggregates of `run_id`, or the newest one per (model, preset, dataset) over all runs."""
+    base = Path(results_dir) / EVALUATIONS
+    runs = [run_id] if run_id else list_runs(results_dir)
+    newest: dict[tuple[str, str, str], Evaluation] = {}
+    for run in runs:
+        for path in sorted((base / run).glob("*/*/*.json")):
+            if path.name.startswith(".") or path.parent.parent.name == "cache":
+                continue
+            data = _read(path, unreadable)
+            if not isinstance(data, dict):
+                continue
+            ev = _evaluation(data, path, run)
+            if ev is None:
+                continue
+            key = (ev.model, ev.preset, ev.dataset)
+            old = newest.get(key)
+            if old is None or (ev.finished_at or "") >= (old.finished_at or ""):
+                newest[key] = ev
+    return sorted(newest.values(), key=lambda e: (e.model, e.preset, e.dataset))
+
+
+def read_coverage(results_dir: str | Path, unreadable: list[str]) -> list[dict[str, Any]]:
+    """Milestone-2 entries: the coverage latest_summary's configs, else every run file's entries
+    (newest per configuration key)."""
+    folder = Path(results_dir) / EVALUATIONS / COVERAGE_DIR
+    summary = _read(folder / "latest_summary.json", unreadable)
+    if isinstance(summary, dict) and isinstance(summary.get("configs"), dict):
+        return [dict(v, key=k) for k, v in sorted(summary["configs"].items()) if isinstance(v, dict)]
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name == "latest_summary.json":
+            continue
+        data = _read(path, unreadable)
+        for e in (data or {}).get("entries", []) if isinstance(data, dict) else []:
+            if isinstance(e, dict) and e.get("key"):
+                if e["key"] not in entries or (e.get("timestamp") or 0) >= (entries[e["key"]].get("timestamp") or 0):
+                    entries[e["key"]] = e
+    return [entries[k] for k in sorted(entries)]
+
+
+def read_benchmarks(results_dir: str | Path, unreadable: list[str]) -> list[dict[str, Any]]:
+    """Newest benchmark file per (model, preset, backend); each dict gains `_path`."""
+    base = Path(results_dir) / "benchmarks"
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(base.glob("*/*/*/*.json")) if base.is_dir() else []:
+        data = _read(path, unreadable)
+        if not isinstance(data, dict) or "model" not in data:
+            continue
+        key = (str(data["model"]), str(data.get("preset", path.parent.name)), str(data.get("backend", path.stem)))
+        stamp = str(data.get("updated") or data.get("created") or "")
+        if key not in newest or stamp >= str(newest[key].get("updated") or newest[key].get("created") or ""):
+            newest[key] = {**data, "_path": str(path)}
+    return [newest[k] for k in sorted(newest)]
+
+
+def read_gates(results_dir: str | Path, unreadable: list[str]) -> dict[str, dict[str, Any]]:
+    folder = Path(results_dir) / GATES_DIR
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        data = _read(path, unreadable)
+        if isinstance(data, dict):
+            out[path.stem] = data
+    return out
+
+
+def collect(results_dir: str | Path = "results", run_id: str | None = None) -> ResultsSnapshot:
+    """Everything stored under `results_dir`. `run_id` restricts the evaluations to one run; an unknown
+    run raises HarnessError naming the runs that exist."""
+    root = Path(results_dir)
+    runs = list_runs(root)
+    if run_id is not None and run_id not in runs:
+        have = ", ".join(runs) if runs else "none"
+        raise HarnessError(f"no run '{run_id}' under {root / EVALUATIONS} (runs stored: {have})",
+                           "pass one of the stored run ids to --run, or omit --run to use the newest results")
+    unreadable: list[str] = []
+    evaluations = read_evaluations(root, run_id, unreadable)
+    manifests: dict[str, dict[str, Any]] = {}
+    for run in sorted({e.run_id for e in evaluations} | ({run_id} if run_id else set())):
+        m = _read(root / EVALUATIONS / run / "manifest.json", unreadable)
+        if isinstance(m, dict):
+            manifests[run] = m
+    comparisons = []
+    comp_dir = root / "comparisons"
+    for path in sorted(comp_dir.glob("*_comparison.json")) if comp_dir.is_dir() else []:
+        data = _read(path, unreadable)
+        if isinstance(data, dict):
+            comparisons.append({**data, "_path": str(path)})
+    matrix = _read(comp_dir / "performance_matrix.json", unreadable)
+    insights = _read(comp_dir / "scaling_insights.json", unreadable)
+    latest = _read(root / "latest_summary.json", unreadable)
+    comprehensive = _read(root / "comprehensive_summary.json", unreadable)
+    return ResultsSnapshot(
+        results_dir=root, run_id=run_id, runs=runs, evaluations=evaluations, manifests=manifests,
+        latest_summary=latest if isinstance(latest, dict) else None,
+        comprehensive_summary=comprehensive if isinstance(comprehensive, dict) else None,
+        coverage=read_coverage(root, unreadable), benchmarks=read_benchmarks(root, unreadable),
+        comparisons=comparisons, matrix=matrix if isinstance(matrix, dict) else None,
+        insights=insights if isinstance(insights, dict) else None, gates=read_gates(root, unreadable),
+        unreadable=unreadable,
+    )
+
+
+# -- figures read from a benchmark file (None when absent) -------------------------------------------
+def dig(data: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
+def bench_figures(b: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of one benchmark file."""
+    return {
+        "output_tokens_per_s": _num(dig(b, "throughput", "random", "output_tokens_per_s")),
+        "requests_per_s": _num(dig(b, "throughput", "random", "requests_per_s")),
+        "total_tokens_per_s": _num(dig(b, "throughput", "random", "total_tokens_per_s")),
+        "latency_b1_p50_s": _num(dig(b, "latency", "batch_1", "latency_s", "p50")),
+        "latency_b1_p99_s": _num(dig(b, "latency", "batch_1", "latency_s", "p99")),
+        "ttft_b1_p50_s": _num(dig(b, "latency", "batch_1", "ttft_s", "p50")),
+        "peak_bytes": _num(dig(b, "memory", "peak_bytes")),
+        "host_rss_peak_bytes": _num(dig(b, "memory", "host_rss_peak_bytes")),
+        "weight_bytes": _num(dig(b, "memory", "weight_bytes")),
+        "kv_cache_bytes": _num(dig(b, "memory", "kv_cache_bytes")),
+        "overhead_ratio": _num(dig(b, "overhead", "ratio")),
+        "bandwidth_fraction": _num(dig(b, "physical_bound", "fraction")),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_count(model: str) -> int | None:
+    """The registry's parameter count for a model name, or None for a name it does not know."""
+    try:
+        from ..models import get_model_spec
+
+        return get_model_spec(model).parameter_count()
+    except Exception:  # noqa: BLE001 - unknown or unreachable model: no count
+        return None

@@ -1,0 +1,233 @@
+"""The report's tables as plain data (headers and rows of strings), shared by the Markdown and HTML
+renderers. A builder returns None when there is nothing stored; `EMPTY` holds the sentence to show
+instead, with the command that produces the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import published as pub
+from .collect import Evaluation, ResultsSnapshot, bench_figures, dig, parameter_count
+
+MISSING = "not recorded"
+
+EMPTY = {
+    "metrics": "No stored evaluation results (run `qwenharness evaluate --models ... --datasets ...` or "
+               "`pytest -m milestone3` to produce them).",
+    "published": "No evaluated model maps to a published Qwen result (the embedded tiny models have no published "
+                 "counterpart; evaluate qwen3_8b, qwen3_14b, qwen2.5_8b, qwen2.5_14b, qwen_8b or qwen_14b to compare).",
+    "coverage": "No stored model-coverage results (run `pytest -m milestone2` to produce them).",
+    "benchmarks": "No stored benchmark results (run `pytest --benchmark-only` or `qwenharness bench` to produce them).",
+    "comparisons": "No stored scaling comparison (run `qwenharness compare --models a,b` or `pytest -m milestone4` "
+                   "to produce it).",
+    "matrix": "No stored performance matrix (run `qwenharness compare --models a,b` or `pytest -m milestone4`).",
+    "gates": "No milestone gate has been recorded (run `pytest` or `pytest -m milestoneN`; the qwenharness pytest "
+             "plugin writes results/gates/<milestone>.json).",
+}
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def num(x: Any, spec: str = ".3f") -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return MISSING
+    return format(x, spec)
+
+
+def gb(x: Any) -> str:
+    return MISSING if not isinstance(x, (int, float)) or isinstance(x, bool) else f"{x / 1e9:.2f} GB"
+
+
+def params(x: int | None) -> str:
+    if x is None:
+        return MISSING
+    return f"{x / 1e9:.2f} B" if x >= 1e8 else f"{x / 1e6:.1f} M"
+
+
+def yes_no(x: Any) -> str:
+    return MISSING if x is None else ("yes" if x else "no")
+
+
+def seconds(x: Any) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return MISSING
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def metric_table(s: ResultsSnapshot) -> Table | None:
+    """Every stored aggregate: headline metric with its standard error; other metrics after it."""
+    if not s.evaluations:
+        return None
+    rows = []
+    for e in s.evaluations:
+        name = e.primary
+        m = e.primary_metric()
+        others = ", ".join(f"{k} {num(v.value)} ± {num(v.stderr)}" for k, v in e.metrics.items()
+                           if k != name and v.value is not None) or "none"
+        rows.append([e.model, e.preset, e.dataset, name or MISSING, num(m.value if m else None),
+                     num(m.stderr if m else None), str(m.n) if m and m.n is not None else MISSING,
+                     f"{e.n_errors} of {e.n_samples}" if e.n_samples is not None else MISSING,
+                     str(e.n_shot) if e.n_shot is not None else MISSING, yes_no(e.chat),
+                     e.backend or MISSING, e.run_id, others])
+    return Table("metrics", "Metrics per model x preset x dataset (headline metric ± standard error)",
+                 ["model", "preset", "dataset", "metric", "value", "s.e.", "n", "errors", "shots", "chat",
+                  "backend", "run", "other metrics (value ± s.e.)"], rows)
+
+
+def _verdict_note(c: pub.Comparison) -> str:
+    parts = list(c.differences)
+    if c.unstated:
+        parts.append("not stated by the source: " + ", ".join(c.unstated))
+    if c.delta is not None:
+        parts.append(f"measured - published = {100 * c.delta:+.1f} points"
+                     + (f" (1.96 s.e. = {100 * c.threshold:.1f})" if c.threshold is not None else ""))
+    return "; ".join(parts) or "settings match"
+
+
+def published_table(s: ResultsSnapshot) -> Table | None:
+    comps = pub.comparisons(s.evaluations)
+    if not comps:
+        return None
+    rows = []
+    for c in comps:
+        e = c.measured
+        m = e.metrics.get(c.published.metric) if e and c.published.metric else None
+        measured = f"{num(m.value)} ± {num(m.stderr)}" if m else MISSING
+        st = c.published.settings
+        settings = ", ".join(f"{k} {('not stated' if v is None else v)}" for k, v in st.items())
+        rows.append([c.model, c.preset, c.published.dataset or MISSING, c.published.metric or MISSING, measured,
+                     f"{c.published.harness_value:.3f}", f"{c.published.model}, {c.published.benchmark} ({settings})",
+                     c.published.source.get("citation", c.published.source_key), c.verdict, _verdict_note(c)])
+    unmatched = pub.unmatched(s.evaluations)
+    notes = []
+    if unmatched:
+        notes.append("No published counterpart: " + ", ".join(unmatched)
+                     + " (embedded or user models that no Qwen publication reports).")
+    return Table("published", "Measured vs published (published values on the harness's scale)",
+                 ["model", "preset", "dataset", "metric", "measured ± s.e.", "published", "published entry",
+                  "source", "verdict", "why"], rows, notes)
+
+
+def coverage_table(s: ResultsSnapshot) -> Table | None:
+    if not s.coverage:
+        return None
+    rows = []
+    for c in s.coverage:
+        status = "ok" if c.get("ok") else f"failed: {c.get('error') or 'no error text stored'}"
+        rows.append([str(c.get("model")), str(c.get("preset")), str(c.get("backend")), str(c.get("device") or MISSING),
+                     status, seconds(c.get("load_time_s")), num(c.get("output_tokens_per_s"), ".1f"),
+                     gb(c.get("peak_memory_bytes")), gb(c.get("planned_memory_bytes")),
+                     str(c.get("memory_source") or MISSING), str(c.get("gpu_name") or "none (CPU)")])
+    ok = sum(1 for c in s.coverage if c.get("ok"))
+    return Table("coverage", f"Model coverage: {ok} of {len(s.coverage)} configurations passed",
+                 ["model", "preset", "backend", "device", "status", "load time", "output tok/s", "peak memory",
+                  "planned memory", "memory source", "GPU"], rows)
+
+
+def benchmark_table(s: ResultsSnapshot) -> Table | None:
+    if not s.benchmarks:
+        return None
+    rows = []
+    for b in s.benchmarks:
+        f = bench_figures(b)
+        mem = gb(f["peak_bytes"]) if f["peak_bytes"] is not None else (
+            f"{gb(f['host_rss_peak_bytes'])} (host RSS)" if f["host_rss_peak_bytes"] is not None else MISSING)
+        overhead = num(f["overhead_ratio"]) if f["overhead_ratio"] is not None else (
+            f"not applicable ({dig(b, 'overhead', 'reason')})" if dig(b, "overhead", "reason") else MISSING)
+        bound = (f"{100 * f['bandwidth_fraction']:.0f}%" if f["bandwidth_fraction"] is not None else
+                 (f"not applicable ({dig(b, 'physical_bound', 'reason')})" if dig(b, "physical_bound", "reason")
+                  else MISSING))
+        rows.append([str(b.get("model")), str(b.get("preset")), str(b.get("backend")),
+                     str(dig(b, "environment", "gpu") or "none (CPU)"), num(f["output_tokens_per_s"], ".1f"),
+                     num(f["requests_per_s"], ".2f"), seconds(f["latency_b1_p50_s"]), seconds(f["ttft_b1_p50_s"]),
+                     mem, gb(f["weight_bytes"]), overhead, bound])
+    return Table("benchmarks", "Benchmarks (newest per model x preset x backend; random token-id workload)",
+                 ["model", "preset", "backend", "GPU", "output tok/s", "requests/s", "b1 p50 latency", "b1 p50 TTFT",
+                  "peak memory", "weights", "overhead ratio (bare/harness)", "bandwidth bound reached"], rows)
+
+
+def comparison_tables(s: ResultsSnapshot) -> list[Table]:
+    out = []
+    for c in s.comparisons:
+        a, b = dig(c, "models", "a"), dig(c, "models", "b")
+        rows = []
+        for preset, per in sorted((c.get("presets") or {}).items()):
+            r = per.get("ratios") or {}
+            rows.append([preset] + [num(dig(r, k, "value")) for k in
+                                    ("parameter_ratio", "throughput_ratio", "cost_per_token_ratio",
+                                     "latency_ratio_batch_1", "weight_memory_ratio", "peak_memory_ratio")])
+        out.append(Table(f"ratios_{a}_{b}", f"{b} / {a}: ratios per preset (b / a)",
+                         ["preset", "parameters", "throughput", "cost per token", "b1 latency", "weight memory",
+                          "peak memory"], rows))
+        head = c.get("headline_preset")
+        acc = dig(c, "presets", str(head), "accuracy") or {}
+        if acc:
+            arows = [[ds, str(x.get("metric")), num(dig(x, "a", "value", "value")), num(dig(x, "b", "value", "value")),
+                      num(dig(x, "delta", "value"), "+.3f"), num(dig(x, "se", "value")), yes_no(x.get("significant"))]
+                     for ds, x in sorted(acc.items())]
+            out.append(Table(f"accuracy_{a}_{b}", f"{b} - {a}: accuracy deltas (preset {head})",
+                             ["dataset", "metric", a, b, "delta", "s.e.", "significant (|delta| > 1.96 s.e.)"], arows))
+    return out
+
+
+def matrix_table(s: ResultsSnapshot) -> Table | None:
+    rows_in = (s.matrix or {}).get("rows") or []
+    if not rows_in:
+        return None
+    rows = []
+    for r in rows_in:
+        tput = dig(r, "throughput", "random", "output_tokens_per_s")
+        mem = r.get("memory") or {}
+        acc = r.get("accuracy") or {}
+        acc_txt = ", ".join(f"{ds} {num(x.get('value'))}" for ds, x in sorted(acc.items())) or "none evaluated"
+        rows.append([str(r.get("model")), str(r.get("preset")), params(r.get("parameter_count")),
+                     str(r.get("backend") or MISSING), num(tput, ".1f"),
+                     gb(mem.get("peak_bytes") if mem.get("peak_bytes") is not None else mem.get("host_rss_peak_bytes")),
+                     num(r.get("gpu_utilization_pct"), ".0f") if r.get("gpu_utilization_pct") is not None
+                     else f"not measured ({r.get('gpu_utilization_reason') or 'no GPU samples'})", acc_txt])
+    return Table("matrix", "Performance matrix (results/comparisons/performance_matrix.json)",
+                 ["model", "preset", "parameters", "backend", "output tok/s", "peak memory", "GPU util %",
+                  "accuracy (headline metric)"], rows)
+
+
+MILESTONE_NAMES = {
+    "milestone1": "environment, configurations, datasets",
+    "milestone2": "model coverage",
+    "milestone3": "dataset evaluation",
+    "milestone4": "scaling analysis",
+    "milestone5": "reports and production readiness",
+}
+
+
+def gates_table(s: ResultsSnapshot) -> Table:
+    rows = []
+    for m, what in MILESTONE_NAMES.items():
+        g = s.gates.get(m)
+        if g is None:
+            rows.append([m, what, "not run", "0", "0", "0", "no results/gates record",
+                         f"pytest -m {m}"])
+            continue
+        c = g.get("counts") or {}
+        rows.append([m, what, str(g.get("status")), str(c.get("passed", 0)), str(c.get("failed", 0) + c.get("error", 0)),
+                     str(c.get("skipped", 0)), str(g.get("finished_at") or g.get("updated_at") or MISSING),
+                     str(g.get("command") or MISSING)])
+    return Table("gates", "Milestone gates (results/gates/<milestone>.json)",
+                 ["milestone", "checks", "status", "passed", "failed", "skipped", "recorded", "command"], rows)
+
+
+def parameter_counts(models: list[str]) -> dict[str, int | None]:
+    return {m: parameter_count(m) for m in models}
+
+
+def eval_label(e: Evaluation) -> str:
+    return f"{e.model}/{e.preset}/{e.dataset}"
