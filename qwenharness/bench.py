@@ -263,11 +263,13 @@ def measure_latency(engine: Engine, *, batch_size: int, input_len: int, output_l
 
 
 # -- harness overhead --------------------------------------------------------------------------------
-def _vllm_sampling(engine: Any, params: SamplingParams) -> Any:
-    """The vllm.SamplingParams the engine itself would build (its converter, when it has one)."""
-    for name in ("to_vllm_sampling", "_to_vllm_sampling", "vllm_sampling_params", "_sampling_params"):
-        fn = getattr(engine, name, None)
-        if callable(fn):
+def _vllm_sampling(engine: Any, params: SamplingParams, prompt_len: int) -> Any:
+    """The vllm.SamplingParams the engine itself builds (its `to_vllm_sampling`, when it has one)."""
+    fn = getattr(engine, "to_vllm_sampling", None)
+    if callable(fn):
+        try:
+            return fn(params, prompt_len)
+        except TypeError:
             return fn(params)
     import vllm
 
@@ -287,7 +289,7 @@ def bare_vllm_generate(llm: Any, engine: Any, requests: Sequence[GenerationReque
         if r.prompt_token_ids is None:
             raise ValueError("the overhead comparison uses token-id prompts only")
         prompts.append({"prompt_token_ids": list(r.prompt_token_ids)})
-    sampling = [_vllm_sampling(engine, r.sampling) for r in requests]
+    sampling = [_vllm_sampling(engine, r.sampling, len(p["prompt_token_ids"])) for r, p in zip(requests, prompts)]
     outs = llm.generate(prompts, sampling, use_tqdm=False)
     return sum(len(o.outputs[0].token_ids) for o in outs)
 

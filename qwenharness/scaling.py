@@ -332,11 +332,13 @@ def recommendations(a: str, b: str, cmp: dict[str, Any], preset: str) -> list[di
     if acc and not gains and cost:
         d, x = max(acc.items(), key=lambda kv: abs(kv[1]["delta"]["value"]) if kv[1]["delta"] else 0)
         if x["delta"] is not None and x["se"] is not None:
+            cheaper = a if cost["value"] > 1 else b
             recs.append({
-                "rule": "no dataset shows a significant gain of b: prefer a, which costs less per token",
+                "rule": "no dataset shows a significant gain of b: prefer the model with the lower cost per "
+                        "output token (a when the cost-per-token ratio b/a exceeds 1, else b)",
                 "text": f"No evaluated dataset shows a significant gain of {b} over {a} (largest difference "
                         f"{_fmt(100 * x['delta']['value'])} points on {d}, se {_fmt(100 * x['se']['value'])}); "
-                        f"{b} costs {_fmt(cost['value'])}x per output token (preset {preset}): prefer {a}.",
+                        f"{b} costs {_fmt(cost['value'])}x per output token (preset {preset}): prefer {cheaper}.",
                 "numbers": {"delta": x["delta"], "se": x["se"], "cost_per_token_ratio": cost},
             })
     if cost and params:

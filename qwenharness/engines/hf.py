@@ -2,7 +2,8 @@
 
 Generation is batched with left padding and grouped by sampling parameters (one `generate` call per
 group and chunk); stop strings end a sequence as soon as they appear in its decoded text and are cut
-from the returned text. Log-likelihoods take one forward pass per batch, scoring only the last
+from the returned text. A sampling seed seeds each batch: a seeded request is reproducible given
+the same batch (vLLM's seeds are per request; greedy decoding is the same either way). Log-likelihoods take one forward pass per batch, scoring only the last
 positions (`logits_to_keep`), so long contexts never materialise full-vocabulary logits.
 """
 
@@ -185,14 +186,16 @@ class HFEngine:
         width = ids.shape[1]
         max_new = min(sampling.max_tokens, self.max_len - max(len(p) for p in prompts))
         sample = sampling.temperature > 0
+        # Every knob explicit: transformers fills unset (None) ones from the model's
+        # generation_config.json (e.g. Qwen2.5's repetition_penalty 1.05, top_k 20), which vLLM,
+        # given explicit sampling parameters, does not apply. (Greedy search ignores the warpers.)
+        warpers = dict(temperature=sampling.temperature, top_p=sampling.top_p,
+                       top_k=sampling.top_k, min_p=0.0) if sample else {}  # top_k 0 disables top-k
         gen_config = GenerationConfig(
-            max_new_tokens=max_new, do_sample=sample,
-            temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample and sampling.top_p < 1.0 else None,
-            top_k=sampling.top_k if sample and sampling.top_k > 0 else None,
+            max_new_tokens=max_new, do_sample=sample, repetition_penalty=1.0, **warpers,
             eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
             # ignore_eos: EOS is masked until max_new tokens (vLLM instead samples past it)
-            min_new_tokens=max_new if sampling.ignore_eos else None,
+            min_new_tokens=max_new if sampling.ignore_eos else 0,
         )
         criteria = StoppingCriteriaList()
         if sampling.stop:

@@ -29,9 +29,16 @@ COVERAGE_DIR = "model_coverage"
 NOT_RUNS = {COVERAGE_DIR}  # folders under evaluations/ that are not run directories
 GATES_DIR = "gates"
 MILESTONES = ("milestone1", "milestone2", "milestone3", "milestone4", "milestone5")
-# Preferred headline metric per dataset family, in order; the first one present is used.
-PRIMARY_METRICS = ("acc", "flexible_extract", "strict_match", "exact_match", "pass@1",
-                   "prompt_level_strict_acc", "mc2", "mc1", "score", "acc_norm")
+
+
+def _primary_order() -> tuple[str, ...]:
+    """The headline-metric preference of the scaling analysis, so every report names the same metric."""
+    try:
+        from ..scaling import PRIMARY_METRICS
+
+        return tuple(PRIMARY_METRICS)
+    except ImportError:
+        return ("acc", "exact_match", "pass@1", "prompt_level_strict_acc", "acc_norm", "score")
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class Evaluation:
 
     @property
     def primary(self) -> str | None:
-        for name in PRIMARY_METRICS:
+        for name in _primary_order():
             if name in self.metrics and self.metrics[name].value is not None:
                 return name
         return next((k for k, m in self.metrics.items() if m.value is not None), None)

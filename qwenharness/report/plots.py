@@ -110,18 +110,20 @@ def scaling_plot(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]
         return None
     fig = _figure(10, 4)
     ax1, ax2 = fig.subplots(1, 2)
+    markers = "osD^vP*X<>"
     for ax, key, ylabel, scale in ((ax1, "tps", "output tokens/s", 1.0), (ax2, "mem", "peak memory (GB)", 1e9)):
         drawn = [p for p in points if p[key] is not None]
-        for p in drawn:
-            ax.scatter(p["params"] / 1e6, p[key] / scale, s=30)
-            ax.annotate(p["label"], (p["params"] / 1e6, p[key] / scale), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+        for i, p in enumerate(drawn):
+            ax.scatter(p["params"] / 1e6, p[key] / scale, s=40, marker=markers[i % len(markers)], label=p["label"])
         spread = [p["params"] for p in drawn]
         if spread and max(spread) / min(spread) > 20:
             ax.set_xscale("log")
+        ax.margins(0.15)
         ax.set_xlabel("parameters (millions)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=7, loc="best")
     ax1.set_title("Throughput vs parameter count")
     kinds = sorted({p["mem_kind"] for p in points if p["mem"] is not None})
     ax2.set_title("Memory vs parameter count")

@@ -57,6 +57,12 @@ def yes_no(x: Any) -> str:
     return MISSING if x is None else ("yes" if x else "no")
 
 
+def quote(text: Any) -> str:
+    """Free text from a stored file (error messages, reasons) as inline code: shown verbatim, never
+    mistaken for report prose by the placeholder check."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+
+
 def seconds(x: Any) -> str:
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return MISSING
@@ -94,6 +100,20 @@ def _verdict_note(c: pub.Comparison) -> str:
     return "; ".join(parts) or "settings match"
 
 
+def describe_settings(st: dict[str, Any]) -> str:
+    """Published settings in words: '4-shot, CoT, no chat format'; unstated ones say so."""
+    words = []
+    shots = st.get("n_shot")
+    words.append("shots not stated" if shots is None else f"{shots}-shot")
+    if "cot" in st:
+        words.append("CoT not stated" if st["cot"] is None else ("CoT" if st["cot"] else "no CoT"))
+    if "chat" in st:
+        words.append("chat format not stated" if st["chat"] is None else ("chat format" if st["chat"] else "no chat format"))
+    if "judge" in st:
+        words.append("judge not stated" if st["judge"] is None else f"judge {st['judge']}")
+    return ", ".join(words)
+
+
 def published_table(s: ResultsSnapshot) -> Table | None:
     comps = pub.comparisons(s.evaluations)
     if not comps:
@@ -103,8 +123,7 @@ def published_table(s: ResultsSnapshot) -> Table | None:
         e = c.measured
         m = e.metrics.get(c.published.metric) if e and c.published.metric else None
         measured = f"{num(m.value)} ± {num(m.stderr)}" if m else MISSING
-        st = c.published.settings
-        settings = ", ".join(f"{k} {('not stated' if v is None else v)}" for k, v in st.items())
+        settings = describe_settings(c.published.settings)
         rows.append([c.model, c.preset, c.published.dataset or MISSING, c.published.metric or MISSING, measured,
                      f"{c.published.harness_value:.3f}", f"{c.published.model}, {c.published.benchmark} ({settings})",
                      c.published.source.get("citation", c.published.source_key), c.verdict, _verdict_note(c)])
@@ -123,7 +142,7 @@ def coverage_table(s: ResultsSnapshot) -> Table | None:
         return None
     rows = []
     for c in s.coverage:
-        status = "ok" if c.get("ok") else f"failed: {c.get('error') or 'no error text stored'}"
+        status = "ok" if c.get("ok") else f"failed: {quote(c.get('error') or 'no error text stored')}"
         rows.append([str(c.get("model")), str(c.get("preset")), str(c.get("backend")), str(c.get("device") or MISSING),
                      status, seconds(c.get("load_time_s")), num(c.get("output_tokens_per_s"), ".1f"),
                      gb(c.get("peak_memory_bytes")), gb(c.get("planned_memory_bytes")),
@@ -143,9 +162,9 @@ def benchmark_table(s: ResultsSnapshot) -> Table | None:
         mem = gb(f["peak_bytes"]) if f["peak_bytes"] is not None else (
             f"{gb(f['host_rss_peak_bytes'])} (host RSS)" if f["host_rss_peak_bytes"] is not None else MISSING)
         overhead = num(f["overhead_ratio"]) if f["overhead_ratio"] is not None else (
-            f"not applicable ({dig(b, 'overhead', 'reason')})" if dig(b, "overhead", "reason") else MISSING)
+            f"not applicable ({quote(dig(b, 'overhead', 'reason'))})" if dig(b, "overhead", "reason") else MISSING)
         bound = (f"{100 * f['bandwidth_fraction']:.0f}%" if f["bandwidth_fraction"] is not None else
-                 (f"not applicable ({dig(b, 'physical_bound', 'reason')})" if dig(b, "physical_bound", "reason")
+                 (f"not applicable ({quote(dig(b, 'physical_bound', 'reason'))})" if dig(b, "physical_bound", "reason")
                   else MISSING))
         rows.append([str(b.get("model")), str(b.get("preset")), str(b.get("backend")),
                      str(dig(b, "environment", "gpu") or "none (CPU)"), num(f["output_tokens_per_s"], ".1f"),
@@ -194,7 +213,7 @@ def matrix_table(s: ResultsSnapshot) -> Table | None:
                      str(r.get("backend") or MISSING), num(tput, ".1f"),
                      gb(mem.get("peak_bytes") if mem.get("peak_bytes") is not None else mem.get("host_rss_peak_bytes")),
                      num(r.get("gpu_utilization_pct"), ".0f") if r.get("gpu_utilization_pct") is not None
-                     else f"not measured ({r.get('gpu_utilization_reason') or 'no GPU samples'})", acc_txt])
+                     else f"not measured ({quote(r.get('gpu_utilization_reason') or 'no GPU samples')})", acc_txt])
     return Table("matrix", "Performance matrix (results/comparisons/performance_matrix.json)",
                  ["model", "preset", "parameters", "backend", "output tok/s", "peak memory", "GPU util %",
                   "accuracy (headline metric)"], rows)
@@ -214,13 +233,12 @@ def gates_table(s: ResultsSnapshot) -> Table:
     for m, what in MILESTONE_NAMES.items():
         g = s.gates.get(m)
         if g is None:
-            rows.append([m, what, "not run", "0", "0", "0", "no results/gates record",
-                         f"pytest -m {m}"])
+            rows.append([m, what, "not run", "0", "0", "0", "no results/gates record", quote(f"pytest -m {m}")])
             continue
         c = g.get("counts") or {}
         rows.append([m, what, str(g.get("status")), str(c.get("passed", 0)), str(c.get("failed", 0) + c.get("error", 0)),
                      str(c.get("skipped", 0)), str(g.get("finished_at") or g.get("updated_at") or MISSING),
-                     str(g.get("command") or MISSING)])
+                     quote(g.get("command")) if g.get("command") else MISSING])
     return Table("gates", "Milestone gates (results/gates/<milestone>.json)",
                  ["milestone", "checks", "status", "passed", "failed", "skipped", "recorded", "command"], rows)
 

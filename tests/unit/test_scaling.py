@@ -169,7 +169,17 @@ def test_no_significant_gain_prefers_the_smaller_model(tmp_path: Path) -> None:
     (c,) = scaling.analyze(tmp_path, ["tiny", "tiny-2x"], write=False)["comparisons"]
     text = _texts(c["recommendations"])
     assert "No evaluated dataset shows a significant gain of tiny-2x" in text
-    assert "2 points on gsm8k" in text and "costs 2x per output token" in text and "prefer tiny" in text
+    assert "2 points on gsm8k" in text and "costs 2x per output token" in text and "prefer tiny." in text
+
+
+def test_no_significant_gain_and_cheaper_larger_model_prefers_it(tmp_path: Path) -> None:
+    write_bench(tmp_path, "tiny", "balanced", tput=500.0, lat=0.1, weight=10)
+    write_bench(tmp_path, "tiny-2x", "balanced", tput=1000.0, lat=0.2, weight=20)
+    write_eval(tmp_path, "tiny", "balanced", "gsm8k", 0.20, 0.05)
+    write_eval(tmp_path, "tiny-2x", "balanced", "gsm8k", 0.22, 0.05)
+    (c,) = scaling.analyze(tmp_path, ["tiny", "tiny-2x"], write=False)["comparisons"]
+    text = _texts(c["recommendations"])
+    assert "costs 0.5x per output token (preset balanced): prefer tiny-2x." in text
 
 
 def test_significant_loss_is_reported(tmp_path: Path) -> None:

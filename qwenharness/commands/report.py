@@ -1,0 +1,38 @@
+"""`qwenharness report`: regenerate the Markdown report (and tracker, and an HTML page) from stored results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..results import atomic_write_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write the final Markdown report (and tracker / HTML) from stored results")
+    p.add_argument("--run", default=None, help="only this evaluation run (default: newest result per configuration)")
+    p.add_argument("--tracker", action="store_true", help="also update results/PROJECT_TRACKER.md")
+    p.add_argument("--results-dir", default="results", help="root of stored results (default: results)")
+    p.add_argument("--html", default=None, metavar="PATH",
+                   help="also write a standalone HTML page of the results (tables and plots), e.g. reports/report.html")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report.collect import collect
+    from ..report.html import render_standalone
+    from ..report.markdown import write_reports
+
+    snapshot = collect(args.results_dir, args.run)
+    written = write_reports(args.results_dir, args.run, tracker=args.tracker, snapshot=snapshot)
+    if args.html:
+        path = Path(args.html)
+        atomic_write_text(path, render_standalone(snapshot))
+        written["html"] = path
+    print(f"{len(snapshot.evaluations)} evaluations, {len(snapshot.coverage)} coverage entries, "
+          f"{len(snapshot.benchmarks)} benchmarks, {len(snapshot.comparisons)} comparisons read from {args.results_dir}")
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    for problem in snapshot.unreadable:
+        print(f"unreadable (left out): {problem}")
+    return 0
