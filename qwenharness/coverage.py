@@ -161,10 +161,23 @@ def _init_cuda_context() -> None:
         torch.cuda.empty_cache()
 
 
+# Helpers Python's multiprocessing starts once and keeps for the life of the process: not engine workers.
+_PROCESS_LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def _children() -> set[int]:
+    """Descendant processes of this one, without multiprocessing's process-lifetime helpers."""
     import psutil
 
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(p.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if not any(h in cmdline for h in _PROCESS_LIFETIME_HELPERS):
+            out.add(p.pid)
+    return out
 
 
 def _alive(pids: list[int]) -> list[int]:

@@ -16,7 +16,6 @@ Registered by the root conftest (`pytest_plugins`). Works with and without pytes
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import time
@@ -254,8 +253,3 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
         fragment = _empty(f"The stored results could not be rendered: {type(exc).__name__}: {exc}")
     postfix.append(fragment)
 
-
-def gate_records(results_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The stored gate records (for tests and tools)."""
-    folder = Path(results_dir) / "gates"
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}

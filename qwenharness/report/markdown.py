@@ -55,8 +55,11 @@ def executive_summary(s: ResultsSnapshot) -> str:
             cands = [(e, e.primary_metric()) for e in s.evaluations if e.dataset == d]
             cands = [(e, m) for e, m in cands if m is not None and m.value is not None]
             if cands:
-                e, m = max(cands, key=lambda t: t[1].value)
-                best.append(f"{d}: {e.model}/{e.preset} {e.primary} {num(m.value)} ± {num(m.stderr)}")
+                top = max(m.value for _, m in cands)
+                leaders = [(e, m) for e, m in cands if m.value == top]
+                e, m = leaders[0]
+                who = " = ".join(f"{x.model}/{x.preset}" for x, _ in leaders) + (" (tie)" if len(leaders) > 1 else "")
+                best.append(f"{d}: {who} {e.primary} {num(m.value)} ± {num(m.stderr)}")
         if best:
             out.append("- **Best headline metric per dataset:** " + "; ".join(best) + ".")
     else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import published as pub
-from .collect import Evaluation, ResultsSnapshot, bench_figures, dig, parameter_count
+from .collect import ResultsSnapshot, bench_figures, dig
 
 MISSING = "not recorded"
 
@@ -242,10 +242,3 @@ def gates_table(s: ResultsSnapshot) -> Table:
     return Table("gates", "Milestone gates (results/gates/<milestone>.json)",
                  ["milestone", "checks", "status", "passed", "failed", "skipped", "recorded", "command"], rows)
 
-
-def parameter_counts(models: list[str]) -> dict[str, int | None]:
-    return {m: parameter_count(m) for m in models}
-
-
-def eval_label(e: Evaluation) -> str:
-    return f"{e.model}/{e.preset}/{e.dataset}"

@@ -303,3 +303,33 @@ def test_report_command_writes_report_tracker_html(results: Path, tmp_path: Path
     assert "run `run-b`" in text and "| tiny | balanced | arc_easy" not in text
     assert cli_main(["report", "--results-dir", str(results), "--run", "missing"]) == 2
     assert "runs stored: run-0, run-a, run-b" in capsys.readouterr().err
+
+
+# -- headless Chromium ------------------------------------------------------------------------------
+def _screenshot_module():  # noqa: ANN202 - the script as a module
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.py"
+    spec = importlib.util.spec_from_file_location("screenshot_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> None:
+    shot = _screenshot_module()
+    if shot.chromium_path() is None:
+        pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install -y chromium, or set CHROMIUM)")
+    from PIL import Image
+
+    page = tmp_path / "report.html"
+    page.write_text(render_standalone(collect(results)), encoding="utf-8")
+    png = shot.screenshot(page, tmp_path / "report.png", width=1400, height=3000)
+    with Image.open(png) as im:
+        assert im.size == (1400, 3000)
+        gray = im.convert("L")
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 20) or []
+        # tables and plots draw thousands of distinct colours; a blank or error page has a handful
+        assert len(colours) > 500, f"screenshot looks blank ({len(colours)} colours)"
+        assert gray.getextrema()[0] < 100  # dark text is present
