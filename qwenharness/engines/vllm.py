@@ -62,6 +62,9 @@ def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
         "seed": config.seed,
         "enable_prefix_caching": config.enable_prefix_caching,
         "trust_remote_code": config.model.trust_remote_code,
+        # Per-request stats give time to first token (RequestOutput.metrics); no periodic logging
+        # happens unless asked for.
+        "disable_log_stats": False,
     }
     if config.load_format == "dummy" and not config.model.builtin:
         kwargs["load_format"] = "dummy"
@@ -132,6 +135,7 @@ class VLLMEngine:
             results.append(Generation(
                 text=comp.text, prompt_tokens=len(ids), output_tokens=len(comp.token_ids),
                 finish_reason=reason, latency_s=share, output_token_ids=list(comp.token_ids),
+                first_token_s=_first_token_latency(out),
                 error=None if reason != "error" else f"vLLM finish reason {comp.finish_reason}",
             ))
         return results
@@ -202,6 +206,12 @@ class VLLMEngine:
         if self.llm is None:
             raise EngineError(f"the vLLM engine for {self.spec.name} is closed", "open a new engine")
         return self.llm
+
+
+def _first_token_latency(output: Any) -> float | None:
+    """Seconds from arrival to the first generated token, where vLLM recorded it."""
+    latency = getattr(getattr(output, "metrics", None), "first_token_latency", None)
+    return float(latency) if latency else None
 
 
 def free_vllm_state() -> None:
