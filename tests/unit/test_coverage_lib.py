@@ -45,6 +45,8 @@ def test_a_successful_run_is_measured_and_recorded(tmp_path: Path) -> None:
     assert r.ok and r.error is None and r.stage == "done" and r.device == "cpu"
     assert r.output_tokens == 8 * 16 and r.output_tokens_per_prompt == [16] * 8
     assert r.output_tokens_per_s is not None and 0 < r.output_tokens_per_s <= 128 / 0.01
+    assert len(r.generation_times_s) == 2 and r.generation_time_s == min(r.generation_times_s)
+    assert r.output_tokens_per_s == pytest.approx(128 / r.generation_time_s)
     assert r.memory_source == "host_rss" and r.peak_memory_bytes == r.host_rss_peak_bytes
     assert r.planned_memory_bytes and r.engine_released is True and pool.alive == 0
     store = CoverageStore(tmp_path, "unit")
