@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (see ../shared/gpu/README.md; vLLM 0.26.0 installed into /tmp/site first):
-#   bash scripts/gpu/device_run.sh MODELS PRESETS RUN_ID [LIMIT_S]
+#   bash scripts/gpu/device_run.sh MODELS PRESETS RUN_ID [LIMIT_S] [TEST_PATHS]
 # Runs the milestone-2 coverage gates and the throughput/latency benchmarks for real architectures
 # with dummy weights under the vLLM engine, then packs results/ and the logs into $OUT.
 set -uo pipefail
-MODELS=$1 PRESETS=$2 RUN=$3 LIMIT=${4:-540}
+MODELS=$1 PRESETS=$2 RUN=$3 LIMIT=${4:-540} TESTS=${5:-"tests/coverage tests/scaling/test_throughput.py"}
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 timeout "$LIMIT" python3 -m pytest -p no:cacheprovider -p no:html -q -s \
-  tests/coverage tests/scaling/test_throughput.py \
+  $TESTS \
   --models "$MODELS" --presets "$PRESETS" --backend vllm --load-format dummy \
   --results-dir "$OUT/results" --run-id "$RUN" --benchmark-json "$OUT/bench-$RUN.json" \
   2>&1 | grep -v -E "^(\(EngineCore|\(MainProcess|INFO|DEBUG)" > "$OUT/pytest-$RUN.log"
