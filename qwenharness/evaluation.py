@@ -242,7 +242,7 @@ class Evaluator:
 
         manifest = self.store.read_manifest()
         previous = manifest.get("settings")
-        if previous and previous.get("backend") not in (None, self.settings.backend):
+        if previous and previous.get("backend") not in (None, self.settings.backend) and not self.replace_stale:
             raise ConfigError(
                 f"run {self.store.paths.run_id} was made with backend {previous['backend']}, not "
                 f"{self.settings.backend}", "use another --run-id for another backend")
@@ -255,7 +255,9 @@ class Evaluator:
             "started_at": now_iso(),
             "ended_at": None,
             "settings": self.settings.to_dict(),
-            "seeds": {"seed": self.settings.seed, "sample_selection_seed": self.settings.seed},
+            # sample selection, few-shot choice and per-request sampling seeds derive from this one;
+            # each engine's own seed is in resolved_configs
+            "seeds": {"evaluation": self.settings.seed},
             "environment": environment.describe(),
             "gpus": _gpu_inventory(),
             "invocations": invocations,
@@ -281,7 +283,7 @@ class Evaluator:
                             self._fail(model, preset, ds, f"configuration: {e}")
                         continue
                     self.store.update_manifest({"resolved_configs": {f"{model}/{preset}": config.to_dict()}})
-                    for dataset in self.settings.datasets:
+                    for dataset in self._ordered_datasets():
                         self.evaluate(model, preset, dataset, config)
         finally:
             self._end_manifest()
@@ -289,6 +291,19 @@ class Evaluator:
                 self.pool.close()
         self.store.write_summaries()
         return self.results
+
+    def _ordered_datasets(self) -> list[str]:
+        """Judged datasets last, so a separate judge engine displaces the model's engine only once."""
+        from .tasks import get_task
+
+        factory = self.task_factory or get_task
+
+        def judged(name: str) -> bool:
+            try:
+                return bool(getattr(factory(name), "needs_judge", False))
+            except HarnessError:
+                return False
+        return sorted(self.settings.datasets, key=judged)
 
     def _fail(self, model: str, preset: str, dataset: str, message: str) -> DatasetResult:
         res = DatasetResult(model, preset, dataset, ok=False, error=message)
@@ -305,7 +320,8 @@ class Evaluator:
         try:
             if config is None:
                 config = resolve_config(self.pool, model, preset, self.settings.load_format)
-            res = self._evaluate(model, preset, dataset, config)
+            with self.store.dataset_lock(model, preset, dataset):
+                res = self._evaluate(model, preset, dataset, config)
         except HarnessError as e:
             return self._fail(model, preset, dataset, str(e))
         self.results.append(res)

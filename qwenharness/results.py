@@ -19,6 +19,7 @@ killed at any point and rerun with the same run id loses and duplicates nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,18 +170,45 @@ def _repair_tail(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+class LockBusy(Exception):
+    """A non-blocking file lock is held by another process."""
+
+
+@contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path`; the kernel drops it when the process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockBusy(str(path)) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def append_jsonl(path: Path, objs: Iterable[Any]) -> int:
-    """Append objects as JSON lines in one write, then flush and fsync. Returns the count."""
+    """Append objects as JSON lines in one write, then flush and fsync. Returns the count.
+
+    The file is flocked while its tail is repaired and the lines written, so two processes
+    appending to one cache never cut each other's lines."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [dumps(o) + "\n" for o in objs]
     if not lines:
         return 0
-    _repair_tail(path)
     with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(lines))
-        f.flush()
-        os.fsync(f.fileno())
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            _repair_tail(path)
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     return len(lines)
 
 
@@ -304,7 +333,7 @@ class ResultStore:
 
     def update_manifest(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the manifest (dicts merge one level deep) and write it atomically."""
-        with self._manifest_lock:
+        with self._manifest_lock, file_lock(self.run_dir / ".manifest.lock"):
             manifest = self.read_manifest()
             for k, v in changes.items():
                 if isinstance(v, dict) and isinstance(manifest.get(k), dict):
@@ -323,6 +352,17 @@ class ResultStore:
 
     def append_records(self, model: str, preset: str, dataset: str, records: list[SampleRecord]) -> None:
         append_jsonl(self.samples_path(model, preset, dataset), (r.to_dict() for r in records))
+
+    @contextmanager
+    def dataset_lock(self, model: str, preset: str, dataset: str) -> Iterator[None]:
+        """Held while one process evaluates a dataset of this run; a second process is refused."""
+        path = self.dataset_dir(model, preset) / f".{dataset}.lock"
+        try:
+            with file_lock(path, blocking=False):
+                yield
+        except LockBusy:
+            raise ConfigError(f"{model}/{preset}/{dataset} of run {self.paths.run_id} is being evaluated by "
+                              "another process", "wait for it to finish, or use another --run-id") from None
 
     def discard(self, model: str, preset: str, dataset: str) -> None:
         """Delete a dataset's records and aggregate (the response cache stays: it is keyed by content)."""

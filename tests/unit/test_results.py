@@ -391,3 +391,32 @@ def test_kill_mid_run_then_resume(tmp_path: Path, kill_on_call: str, kill_in_app
     again = FakeEngine()
     make_evaluator(root, "k", again)[0].run()
     assert again.calls == 0
+
+
+def test_second_process_on_same_dataset_is_refused(tmp_path: Path) -> None:
+    store = ResultStore(resolve_run_paths(tmp_path, "busy"))
+    with store.dataset_lock("tiny", "balanced", "gsm8k"):
+        with pytest.raises(ConfigError, match="another process"):
+            with store.dataset_lock("tiny", "balanced", "gsm8k"):
+                pass
+        with store.dataset_lock("tiny", "balanced", "mmlu"):  # other datasets are free
+            pass
+    with store.dataset_lock("tiny", "balanced", "gsm8k"):  # released on exit
+        pass
+
+
+def test_too_long_prompts_are_per_request_errors_before_the_engine(tmp_path: Path) -> None:
+    class Tok:
+        def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+            return {"input_ids": list(range(len(text.split())))}
+
+    engine = FakeEngine()
+    engine.tokenizer = Tok()
+    from qwenharness.models import get_model_spec
+
+    engine.spec = get_model_spec("tiny")
+    ctx = CachedRunContext("tiny", lambda: engine, ResponseCache(tmp_path, {"id": 3}), max_model_len=8,
+                           progress=False)
+    out = ctx.generate([GenerationRequest(prompt="short prompt"), GenerationRequest(prompt="w " * 20)])
+    assert out[0].error is None and out[1].finish_reason == "error" and "max_model_len 8" in out[1].error
+    assert engine.requests == 1, "the over-long prompt must not reach the engine"
