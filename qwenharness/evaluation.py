@@ -31,7 +31,7 @@ from .run_context import CachedRunContext, EngineFn
 from .tasks.base import SampleRecord, Task, TaskOptions
 
 DEFAULT_ERROR_BUDGET = 0.05  # used only when qwenharness/config/gates.toml cannot be read
-BREAKDOWN_FIELDS = ("subject", "category", "type", "level", "instruction_id_list")
+BREAKDOWN_FIELDS = ("subject", "category", "type", "level")
 MAX_ERROR_EXAMPLES = 10
 
 
@@ -348,7 +348,8 @@ class Evaluator:
         ids = [d.id for d in docs_meta]
         fewshot = None
         split = task.fewshot_split()
-        if split:
+        n_shot = options.n_shot if options.n_shot is not None else task.default_n_shot
+        if split and n_shot > 0:  # zero-shot runs need no few-shot pool (HellaSwag's is 10k rows)
             fewshot = [{**r, "_index": i} for i, r in enumerate(load(dataset, split=split, data_dir=s.data_dir))]
 
         backend = s.backend
@@ -452,7 +453,8 @@ class Evaluator:
 
 def breakdown(task: Task, records: list[SampleRecord], docs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-group metrics for the fields a dataset has (MMLU subject, MT-Bench category, ...)."""
-    out: dict[str, Any] = {}
+    custom = getattr(task, "breakdown", None)  # tasks whose groups are not per-doc fields (IFEval)
+    out: dict[str, Any] = dict(custom(records)) if callable(custom) else {}
     for name in BREAKDOWN_FIELDS:
         groups: dict[str, list[SampleRecord]] = {}
         for rec, doc in zip(records, docs):

@@ -281,10 +281,12 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
         out["latency_ratios"] = {
             k: {p: derive("ratio", *(f.bench.get("latency", k, "latency_s", p) if f.bench else None
                                      for f in (fb, fa))) for p in ("p50", "p90", "p99")} for k in batches}
-    accuracy = {}
+    accuracy, not_compared = {}, {}
     for ds in sorted(set(fa.evals) & set(fb.evals)):
         acc_a, acc_b = fa.accuracy(ds), fb.accuracy(ds)
         if acc_a is None or acc_b is None or acc_a[0] != acc_b[0]:
+            not_compared[ds] = ("a headline metric has no stored value" if acc_a is None or acc_b is None
+                                else f"headline metrics differ ({acc_a[0]} vs {acc_b[0]})")
             continue
         accuracy[ds] = accuracy_delta(acc_a, acc_b)
         if detailed:
@@ -295,6 +297,7 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
                 if ma is not None and mb is not None:
                     accuracy[ds]["other_metrics"][m] = accuracy_delta(ma, mb)
     out["accuracy"] = accuracy
+    out["accuracy_not_compared"] = not_compared
     return out
 
 
@@ -417,6 +420,12 @@ def matrix_row(f: Figures) -> dict[str, Any]:
         if acc:
             row["accuracy"][ds] = {"metric": acc[0], "value": acc[1]["value"], "stderr": acc[2]["value"],
                                    "n": acc[3]["value"], "source": s.rel}
+        else:  # evaluated, but its headline metric has no value (e.g. every MT-Bench judgment unparseable)
+            metric = primary_metric(s.data)
+            stored = (s.data.get("metrics") or {}).get(metric) or {}
+            row["accuracy"][ds] = {"metric": metric, "value": stored.get("value"), "stderr": stored.get("stderr"),
+                                   "n": stored.get("n"), "source": s.rel,
+                                   "reason": f"stored {metric} has no value (n={stored.get('n')})"}
     return row
 
 

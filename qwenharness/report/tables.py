@@ -208,7 +208,8 @@ def matrix_table(s: ResultsSnapshot) -> Table | None:
         tput = dig(r, "throughput", "random", "output_tokens_per_s")
         mem = r.get("memory") or {}
         acc = r.get("accuracy") or {}
-        acc_txt = ", ".join(f"{ds} {num(x.get('value'))}" for ds, x in sorted(acc.items())) or "none evaluated"
+        acc_txt = ", ".join(f"{ds} {num(x.get('value')) if x.get('value') is not None else 'no value: ' + str(x.get('reason'))}"
+                            for ds, x in sorted(acc.items())) or "none evaluated"
         rows.append([str(r.get("model")), str(r.get("preset")), params(r.get("parameter_count")),
                      str(r.get("backend") or MISSING), num(tput, ".1f"),
                      gb(mem.get("peak_bytes") if mem.get("peak_bytes") is not None else mem.get("host_rss_peak_bytes")),

@@ -84,6 +84,10 @@ class IFEval(Task):
             record.error = "; ".join(extra["engine_errors"])
         return record
 
+    def breakdown(self, records: list[SampleRecord]) -> dict[str, Any]:
+        """Google's per-instruction and per-category accuracy (pooled over instructions)."""
+        return {"instruction_id": instruction_breakdown(records)}
+
     def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
         if not responses:
             raise DataError(f"IFEval doc {_doc_id(doc)} has no response", "give at least one response per prompt")
