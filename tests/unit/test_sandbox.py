@@ -36,9 +36,20 @@ def strays(sb: Sandbox) -> list[psutil.Process]:
     return found
 
 
+def new_children(before: set[int]) -> list[psutil.Process]:
+    """Children of this test process that were not there before (a session may hold others, such as
+    multiprocessing's resource tracker started by an earlier engine)."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+
+
+def children_now() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
 def run(sb: Sandbox, solution: str, test: str = "") -> object:
+    before = children_now()
     result = sb.run(Program(textwrap.dedent(solution), textwrap.dedent(test)))
-    assert psutil.Process().children(recursive=True) == [], "a sandboxed process outlived its sample"
+    assert new_children(before) == [], "a sandboxed process outlived its sample"
     assert strays(sb) == [], "a sandboxed process escaped and outlived its sample"
     return result
 
@@ -303,9 +314,10 @@ def test_file_size_bomb_is_contained(sandbox: Sandbox) -> None:
 
 def test_many_programs_run_in_parallel_in_order(sandbox: Sandbox) -> None:
     programs = [Program(f"def f():\n    return {i}\n", f"assert f() == {i if i % 3 else -1}\n") for i in range(8)]
+    before = children_now()
     results = sandbox.run_many(programs)
     assert [r.status for r in results] == ["failed" if i % 3 == 0 else "passed" for i in range(8)]
-    assert psutil.Process().children(recursive=True) == [] and strays(sandbox) == []
+    assert new_children(before) == [] and strays(sandbox) == []
 
 
 def test_timeout_is_scaled_from_the_reference(sandbox: Sandbox) -> None:
