@@ -133,7 +133,7 @@ def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None
     return out
 
 
-def _task_primary(dataset: Any) -> str | None:
+def task_primary_metric(dataset: Any) -> str | None:
     """The first of the dataset's task metric_names (the task's headline metric), if it is known."""
     if not isinstance(dataset, str):
         return None
@@ -150,7 +150,7 @@ def primary_metric(data: dict[str, Any]) -> str | None:
     """The stored `primary_metric`, else the task's first metric name, else the first of
     PRIMARY_METRICS present, else the first metric."""
     metrics = data.get("metrics") or {}
-    named = data.get("primary_metric") or _task_primary(data.get("dataset"))
+    named = data.get("primary_metric") or task_primary_metric(data.get("dataset"))
     if isinstance(named, str) and named in metrics:
         return named
     for m in PRIMARY_METRICS:

@@ -75,6 +75,16 @@ class Evaluation:
 
     @property
     def primary(self) -> str | None:
+        """The task's headline metric (as the scaling analysis picks it), even when it has no value
+        (MT-Bench `score` when every judgment was unparseable); else the first metric with a value."""
+        try:
+            from ..scaling import task_primary_metric
+
+            declared = task_primary_metric(self.dataset)
+        except ImportError:
+            declared = None
+        if declared in self.metrics:
+            return declared
         for name in _primary_order():
             if name in self.metrics and self.metrics[name].value is not None:
                 return name
