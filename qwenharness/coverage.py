@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import platform
-import tempfile
 import time
 import traceback
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from .engines.pool import EnginePool
 from .errors import HarnessError
 from .gpu import MemorySampler, host_rss_bytes, list_gpus, memory_used_bytes, visible_indices
 from .presets import ResolvedConfig
+from .results import atomic_write_json
 
 COVERAGE_PROMPTS: tuple[str, ...] = (
     "Explain in two sentences why the sky is blue.",
@@ -311,24 +311,6 @@ def run_coverage(pool: EnginePool, model: str, preset: str, backend: str, *, run
 
 
 # -- results on disk ---------------------------------------------------------------------------------
-def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -388,11 +370,11 @@ class CoverageStore:
             run["entries"] = [e for e in run.get("entries", []) if e.get("key") != result.key] + [entry]
             run["updated"] = now
             run["host"] = host_facts()
-            _atomic_write_json(self.run_file, run)
+            atomic_write_json(self.run_file, run)
             summary = _read_json(self.summary_file) or {"configs": {}}
             summary["configs"][result.key] = summary_entry(result)
             summary["updated"], summary["latest_run_id"] = now, self.run_id
-            _atomic_write_json(self.summary_file, summary)
+            atomic_write_json(self.summary_file, summary)
         self.written.append(result.key)
 
     def load_run(self) -> dict[str, Any]:

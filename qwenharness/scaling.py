@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,26 +111,33 @@ def _read(path: Path, root: Path) -> Stored | None:
     return Stored(path, str(path.relative_to(root)), data) if isinstance(data, dict) else None
 
 
-def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None,
-                    run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
-    """(model, preset, backend) -> newest stored benchmark file (or the one of `run_id`)."""
+def _newest_per_key(results_dir: str | Path, folder: str, models: Sequence[str] | None, run_id: str | None,
+                    keep: Callable[[dict[str, Any]], bool], third: str) -> dict[tuple[str, str, str], Stored]:
+    """(model, preset, <third field>) -> newest file under <results>/<folder>/<run>/<model>/<preset>/
+    that `keep` accepts (or the one of `run_id`); the file stem stands in for a missing third field."""
     root = Path(results_dir)
-    base = root / "benchmarks"
+    base = root / folder
     out: dict[tuple[str, str, str], Stored] = {}
     for path in sorted(base.glob("*/*/*/*.json")):
-        run, _model_dir, preset, _ = path.relative_to(base).parts
+        run, model_dir, preset, _ = path.relative_to(base).parts
         if run_id is not None and run != run_id:
             continue
         s = _read(path, root)
-        if s is None or "model" not in s.data:
+        if s is None or not keep(s.data):
             continue
-        model = str(s.data["model"])
+        model = str(s.data.get("model", model_dir))
         if models is not None and model not in models:
             continue
-        key = (model, str(s.data.get("preset", preset)), str(s.data.get("backend", path.stem)))
+        key = (model, str(s.data.get("preset", preset)), str(s.data.get(third, path.stem)))
         if key not in out or _stamp(s) > _stamp(out[key]):
             out[key] = s
     return out
+
+
+def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None,
+                    run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
+    """(model, preset, backend) -> newest stored benchmark file (or the one of `run_id`)."""
+    return _newest_per_key(results_dir, "benchmarks", models, run_id, lambda d: "model" in d, "backend")
 
 
 def task_primary_metric(dataset: Any) -> str | None:
@@ -162,23 +169,8 @@ def primary_metric(data: dict[str, Any]) -> str | None:
 def load_evaluations(results_dir: str | Path, models: Sequence[str] | None = None,
                      run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
     """(model, preset, dataset) -> newest aggregate evaluation file (one with a `metrics` table)."""
-    root = Path(results_dir)
-    base = root / "evaluations"
-    out: dict[tuple[str, str, str], Stored] = {}
-    for path in sorted(base.glob("*/*/*/*.json")):
-        run, model_dir, preset, _ = path.relative_to(base).parts
-        if run_id is not None and run != run_id:
-            continue
-        s = _read(path, root)
-        if s is None or not isinstance(s.data.get("metrics"), dict) or not s.data["metrics"]:
-            continue
-        model = str(s.data.get("model", model_dir))
-        if models is not None and model not in models:
-            continue
-        key = (model, str(s.data.get("preset", preset)), str(s.data.get("dataset", path.stem)))
-        if key not in out or _stamp(s) > _stamp(out[key]):
-            out[key] = s
-    return out
+    return _newest_per_key(results_dir, "evaluations", models, run_id,
+                           lambda d: isinstance(d.get("metrics"), dict) and bool(d["metrics"]), "dataset")
 
 
 # -- naming ---------------------------------------------------------------------------------------------

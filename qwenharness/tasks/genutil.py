@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engines.base import Generation, GenerationRequest, SamplingParams
-from .base import Output, TaskOptions, strip_thinking
+from .base import Output, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
 
 
 def sampling_for(options: TaskOptions, *, max_tokens: int, stop: tuple[str, ...] = (),
@@ -54,3 +54,40 @@ def read_generations(outputs: list[Output], task: str) -> tuple[list[str], list[
     if errors:
         extra["engine_errors"] = errors
     return answers, raws, extra
+
+
+class AnswerExtractionTask(Task):
+    """A generation task scored by extracting an answer from each text (GSM8K, MATH-500): subclasses
+    give `reference(doc)` and `_score_texts(doc, texts) -> (scores, extra)`."""
+
+    def reference(self, doc: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+        raise NotImplementedError
+
+    def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
+              options: TaskOptions) -> SampleRecord:
+        answers, _raw, extra = read_generations(outputs, self.name)
+        scores, more = self._score_texts(doc, answers)
+        req = request.requests[0]
+        assert isinstance(req, GenerationRequest)
+        return SampleRecord(
+            doc_id=request.doc_id,
+            prompt=req.prompt if req.prompt is not None else list(req.messages or ()),
+            target=self.reference(doc),
+            outputs=answers,
+            scores=scores,
+            extra={**extra, **more},
+            prompt_tokens=sum(getattr(o, "prompt_tokens", 0) for o in outputs),
+            output_tokens=sum(getattr(o, "output_tokens", 0) for o in outputs),
+        )
+
+    def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
+        if not responses:
+            raise ValueError("score_response needs at least one response")
+        answers = [strip_thinking(r)[0] for r in responses]
+        scores, extra = self._score_texts(doc, answers)
+        extra["raw_responses"] = list(responses)
+        return SampleRecord(doc_id=str(doc.get("_index", "")), prompt=None, target=self.reference(doc),
+                            outputs=answers, scores=scores, extra=extra)

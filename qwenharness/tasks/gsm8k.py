@@ -23,9 +23,9 @@ import re
 from typing import Any
 
 from ..engines.base import GenerationRequest
-from .base import Output, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
+from .base import TaskOptions, TaskRequest
 from .fewshot import sample_fewshot
-from .genutil import chat_request, read_generations, repeat_requests, sampling_for
+from .genutil import AnswerExtractionTask, chat_request, repeat_requests, sampling_for
 
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -74,7 +74,7 @@ def final_answer(reference: str) -> str:
     return reference.split("####")[-1].strip()
 
 
-class GSM8K(Task):
+class GSM8K(AnswerExtractionTask):
     name = "gsm8k"
     output_type = "generate"
     default_n_shot = 5
@@ -123,6 +123,9 @@ class GSM8K(Task):
             out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
         return out
 
+    def reference(self, doc: dict[str, Any]) -> str:
+        return final_answer(doc["answer"])
+
     def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
         strict = [strict_extract(t) for t in texts]
         flexible = [flexible_extract(t) for t in texts]
@@ -135,28 +138,3 @@ class GSM8K(Task):
             extra["per_sample"] = {"strict_match": s_ok, "flexible_extract": f_ok}
         return scores, extra
 
-    def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
-              options: TaskOptions) -> SampleRecord:
-        answers, _raw, extra = read_generations(outputs, self.name)
-        scores, more = self._score_texts(doc, answers)
-        req = request.requests[0]
-        assert isinstance(req, GenerationRequest)
-        return SampleRecord(
-            doc_id=request.doc_id,
-            prompt=req.prompt if req.prompt is not None else list(req.messages or ()),
-            target=final_answer(doc["answer"]),
-            outputs=answers,
-            scores=scores,
-            extra={**extra, **more},
-            prompt_tokens=sum(getattr(o, "prompt_tokens", 0) for o in outputs),
-            output_tokens=sum(getattr(o, "output_tokens", 0) for o in outputs),
-        )
-
-    def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
-        if not responses:
-            raise ValueError("score_response needs at least one response")
-        answers = [strip_thinking(r)[0] for r in responses]
-        scores, extra = self._score_texts(doc, answers)
-        extra["raw_responses"] = list(responses)
-        return SampleRecord(doc_id=str(doc.get("_index", "")), prompt=None,
-                            target=final_answer(doc["answer"]), outputs=answers, scores=scores, extra=extra)

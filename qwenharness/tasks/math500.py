@@ -17,8 +17,8 @@ from typing import Any
 
 from ..engines.base import GenerationRequest
 from ..errors import ConfigError
-from .base import Output, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
-from .genutil import chat_request, read_generations, repeat_requests, sampling_for
+from .base import TaskOptions, TaskRequest
+from .genutil import AnswerExtractionTask, chat_request, repeat_requests, sampling_for
 from .math_equiv import extract_answer, is_equiv, last_boxed, normalize_answer
 
 INSTRUCTION = "Solve the following problem step by step. Put your final answer within \\boxed{}."
@@ -59,7 +59,7 @@ MINERVA_EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 
 
-class MATH500(Task):
+class MATH500(AnswerExtractionTask):
     name = "math500"
     output_type = "generate"
     default_n_shot = 0
@@ -105,8 +105,7 @@ class MATH500(Task):
             out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
         return out
 
-    @staticmethod
-    def reference(doc: dict[str, Any]) -> str:
+    def reference(self, doc: dict[str, Any]) -> str:
         answer = doc.get("answer")
         if answer:
             return str(answer)
@@ -131,28 +130,3 @@ class MATH500(Task):
             extra["per_sample"] = ok
         return {"exact_match": sum(ok) / len(ok)}, extra
 
-    def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
-              options: TaskOptions) -> SampleRecord:
-        answers, _raw, extra = read_generations(outputs, self.name)
-        scores, more = self._score_texts(doc, answers)
-        req = request.requests[0]
-        assert isinstance(req, GenerationRequest)
-        return SampleRecord(
-            doc_id=request.doc_id,
-            prompt=req.prompt if req.prompt is not None else list(req.messages or ()),
-            target=self.reference(doc),
-            outputs=answers,
-            scores=scores,
-            extra={**extra, **more},
-            prompt_tokens=sum(getattr(o, "prompt_tokens", 0) for o in outputs),
-            output_tokens=sum(getattr(o, "output_tokens", 0) for o in outputs),
-        )
-
-    def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
-        if not responses:
-            raise ValueError("score_response needs at least one response")
-        answers = [strip_thinking(r)[0] for r in responses]
-        scores, extra = self._score_texts(doc, answers)
-        extra["raw_responses"] = list(responses)
-        return SampleRecord(doc_id=str(doc.get("_index", "")), prompt=None, target=self.reference(doc),
-                            outputs=answers, scores=scores, extra=extra)
