@@ -68,7 +68,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # -- engines: one alive at a time, each opened once per session (issue 3) --------------------------
-ENGINE_PARAMS = ("model_name", "preset_name", "backend_name")
 
 
 def _pin_xdist_worker_gpu() -> None:
@@ -83,10 +82,9 @@ def _pin_xdist_worker_gpu() -> None:
 
 
 def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if not any(p in params for p in ENGINE_PARAMS):
-        return None
-    return tuple(params.get(p) for p in ENGINE_PARAMS)
+    from qwenharness.testing import engine_key_of
+
+    return engine_key_of(getattr(getattr(item, "callspec", None), "params", {}))
 
 
 @pytest.hookimpl(trylast=True)

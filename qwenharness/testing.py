@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .hardware import GPUSpec, detect_gpu
 
 CPU_DEFAULT_MODELS = ["tiny"]
 CPU_SCALING_MODELS = ["tiny", "tiny-2x"]
 GPU_DEFAULT_MODELS = ["qwen3_8b", "qwen3_14b"]
+
+
+# Parameters that name the engine a test needs; tests sharing them share one engine (see conftest.py).
+ENGINE_PARAMS = ("model_name", "preset_name", "backend_name")
+# A module that parametrizes one (model, preset, backend) tuple instead names it this.
+ENGINE_KEY_PARAM = "engine_key"
+
+
+def engine_key_of(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The (model, preset, backend) a parametrized test runs on, or None for a test without an engine."""
+    if ENGINE_KEY_PARAM in params:
+        return tuple(params[ENGINE_KEY_PARAM])
+    if not any(p in params for p in ENGINE_PARAMS):
+        return None
+    return tuple(params.get(p) for p in ENGINE_PARAMS)
 
 
 def _split(value: str | None) -> list[str]:

@@ -49,10 +49,10 @@ def _presets(config: pytest.Config, options: HarnessOptions) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     options: HarnessOptions = metafunc.config._harness_options  # type: ignore[attr-defined]
-    if "bench_key" in metafunc.fixturenames:
+    if "engine_key" in metafunc.fixturenames:
         keys = [(m, p, b) for m in options.scaling_models() for p in _presets(metafunc.config, options)
                 for b in options.backends]
-        metafunc.parametrize("bench_key", keys, ids=["-".join(k) for k in keys], scope="module")
+        metafunc.parametrize("engine_key", keys, ids=["-".join(k) for k in keys], scope="module")
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", _sizes(options).batch_sizes, ids=lambda b: f"batch{b}")
 
@@ -63,9 +63,9 @@ def store(harness: HarnessOptions) -> bench.BenchmarkStore:
 
 
 @pytest.fixture
-def engine(bench_key: tuple[str, str, str], engine_pool: Any, store: bench.BenchmarkStore,
+def engine(engine_key: tuple[str, str, str], engine_pool: Any, store: bench.BenchmarkStore,
            harness: HarnessOptions) -> Any:
-    model, preset, backend = bench_key
+    model, preset, backend = engine_key
     eng = engine_pool.get(model, preset, backend)
     bench.record_header(store, eng, engine_pool.current_config, backend, asdict(_sizes(harness)))
     return eng
@@ -80,7 +80,7 @@ def _save(store: bench.BenchmarkStore, engine: Any, key: tuple[str, str, str], s
     bench.refresh_memory(store, engine, *key)
 
 
-def test_offline_throughput(benchmark: Any, bench_key: tuple[str, str, str], engine: Any, engine_pool: Any,
+def test_offline_throughput(benchmark: Any, engine_key: tuple[str, str, str], engine: Any, engine_pool: Any,
                             store: bench.BenchmarkStore, harness: HarnessOptions) -> None:
     s = _sizes(harness)
     workload = bench.random_workload(s.num_prompts, s.input_len, s.output_len, _vocab(engine, engine_pool), seed=0)
@@ -98,10 +98,10 @@ def test_offline_throughput(benchmark: Any, bench_key: tuple[str, str, str], eng
     benchmark.extra_info.update({k: best[k] for k in ("requests_per_s", "output_tokens_per_s", "total_tokens_per_s",
                                                       "output_tokens", "prompt_tokens")})
     benchmark.extra_info["memory"] = best["memory"]
-    _save(store, engine, bench_key, {"throughput": {"random": best}})
+    _save(store, engine, engine_key, {"throughput": {"random": best}})
 
 
-def test_text_throughput(benchmark: Any, bench_key: tuple[str, str, str], engine: Any, engine_pool: Any,
+def test_text_throughput(benchmark: Any, engine_key: tuple[str, str, str], engine: Any, engine_pool: Any,
                          store: bench.BenchmarkStore, harness: HarnessOptions) -> None:
     if engine_pool.current_config.load_format == "dummy":
         pytest.skip("dummy weights run with a placeholder tokenizer: there is no real-text workload")
@@ -114,10 +114,10 @@ def test_text_throughput(benchmark: Any, bench_key: tuple[str, str, str], engine
     benchmark.extra_info.update({k: result[k] for k in ("requests_per_s", "output_tokens_per_s",
                                                         "total_tokens_per_s", "prompt_tokens", "output_tokens")})
     benchmark.extra_info["workload"] = TEXT_DATASET
-    _save(store, engine, bench_key, {"throughput": {TEXT_DATASET: result}})
+    _save(store, engine, engine_key, {"throughput": {TEXT_DATASET: result}})
 
 
-def test_latency(benchmark: Any, bench_key: tuple[str, str, str], batch_size: int, engine: Any, engine_pool: Any,
+def test_latency(benchmark: Any, engine_key: tuple[str, str, str], batch_size: int, engine: Any, engine_pool: Any,
                  store: bench.BenchmarkStore, harness: HarnessOptions) -> None:
     s = _sizes(harness)
     result = benchmark.pedantic(
@@ -141,16 +141,16 @@ def test_latency(benchmark: Any, bench_key: tuple[str, str, str], batch_size: in
         sections["physical_bound"] = bound
         benchmark.extra_info["bandwidth_bound_tokens_per_s"] = bound["bound_tokens_per_s"]
         benchmark.extra_info["bandwidth_fraction"] = bound["fraction"]
-        print(f"\n{'/'.join(bench_key)} batch-1 bandwidth bound: "
+        print(f"\n{'/'.join(engine_key)} batch-1 bandwidth bound: "
               + (f"{bound['bound_tokens_per_s']:.1f} tok/s, measured fraction {bound['fraction']:.3f}"
                  if bound["fraction"] is not None else f"n/a ({bound['reason']})"))
-    _save(store, engine, bench_key, sections)
+    _save(store, engine, engine_key, sections)
 
 
-def test_harness_overhead(benchmark: Any, bench_key: tuple[str, str, str], engine: Any, engine_pool: Any,
+def test_harness_overhead(benchmark: Any, engine_key: tuple[str, str, str], engine: Any, engine_pool: Any,
                           store: bench.BenchmarkStore, harness: HarnessOptions) -> None:
     if getattr(engine, "llm", None) is None:
-        pytest.skip(f"backend '{bench_key[2]}' has no vLLM LLM object: the bare-vLLM comparison does not apply")
+        pytest.skip(f"backend '{engine_key[2]}' has no vLLM LLM object: the bare-vLLM comparison does not apply")
     s = _sizes(harness)
     workload = bench.random_workload(s.num_prompts, s.input_len, s.output_len, _vocab(engine, engine_pool), seed=7)
     result = benchmark.pedantic(bench.measure_overhead, args=(engine, workload, s.overhead_reps), rounds=1,
@@ -161,6 +161,6 @@ def test_harness_overhead(benchmark: Any, bench_key: tuple[str, str, str], engin
     benchmark.extra_info.update({"overhead_ratio": result["ratio"], "goal": bench.OVERHEAD_GOAL,
                                  "harness_median_s": result["harness_median_s"],
                                  "bare_median_s": result["bare_median_s"]})
-    print(f"\n{'/'.join(bench_key)} harness overhead ratio (bare vLLM / harness) = {result['ratio']:.3f} "
+    print(f"\n{'/'.join(engine_key)} harness overhead ratio (bare vLLM / harness) = {result['ratio']:.3f} "
           f"({'meets' if result['meets_goal'] else 'misses'} the goal >= {bench.OVERHEAD_GOAL})")
-    _save(store, engine, bench_key, {"overhead": result})
+    _save(store, engine, engine_key, {"overhead": result})

@@ -110,3 +110,15 @@ def test_group_stably_keeps_unkeyed_items_as_barriers() -> None:
              ("n", "b")]
     out = group_stably(list(enumerate(items)), key=lambda it: it[1][1], scope=lambda it: it[1][0])
     assert [i for i, _ in out] == [0, 1, 3, 2, 4, 5, 6, 8, 7]
+
+
+def test_engine_key_tests_are_grouped_whatever_order_pytest_collects_them_in() -> None:
+    from qwenharness.testing import engine_key_of
+
+    # Interleaved as one pytest version ordered the GPU benchmarks: each switch reloaded a 14B engine.
+    order = ["perf", "mem", "perf", "mem", "bal"]
+    params = [{"engine_key": ("qwen3_14b", p, "vllm"), "batch_size": 1} for p in order]
+    out = group_stably(list(enumerate(params)), key=lambda it: engine_key_of(it[1]), scope=lambda it: "module")
+    assert [i for i, _ in out] == [0, 2, 1, 3, 4]
+    assert engine_key_of({"model_name": "tiny", "preset_name": "balanced"}) == ("tiny", "balanced", None)
+    assert engine_key_of({"dataset_name": "gsm8k"}) is None
