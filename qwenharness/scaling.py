@@ -215,6 +215,9 @@ class Figures:
     def peak_memory(self) -> Q | None:
         return None if self.bench is None else self.bench.get("memory", "peak_bytes")
 
+    def kv_cache_bytes(self) -> Q | None:
+        return None if self.bench is None else self.bench.get("memory", "kv_cache_bytes")
+
     def accuracy(self, dataset: str, metric: str | None = None) -> tuple[str, Q, Q, Q] | None:
         s = self.evals.get(dataset)
         if s is None:
@@ -250,6 +253,7 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
         "latency_ratio_batch_1": derive("ratio", fb.latency_p50(1), fa.latency_p50(1)),
         "weight_memory_ratio": derive("ratio", fb.weight_bytes(), fa.weight_bytes()),
         "peak_memory_ratio": derive("ratio", fb.peak_memory(), fa.peak_memory()),
+        "kv_cache_ratio": derive("ratio", fb.kv_cache_bytes(), fa.kv_cache_bytes()),
     }
     out["ratios"] = ratios
     out["missing"] = sorted(k for k, v in ratios.items() if v is None)
@@ -291,6 +295,10 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
     out["accuracy"] = accuracy
     out["accuracy_not_compared"] = not_compared
     return out
+
+
+# vLLM reserves gpu_memory_utilization up front: equal presets give peak ratios this close to 1.
+RESERVATION_TOLERANCE = 0.05
 
 
 def _fmt(x: float) -> str:
@@ -355,9 +363,20 @@ def recommendations(a: str, b: str, cmp: dict[str, Any], preset: str) -> list[di
                        else f": {b} is not slower at batch 1."),
             "numbers": {"latency_ratio_batch_1": lat},
         })
-    mem = r["peak_memory_ratio"] or r["weight_memory_ratio"]
-    if mem:
-        which = "peak GPU memory" if r["peak_memory_ratio"] else "weight memory"
+    peak, kv = r["peak_memory_ratio"], r.get("kv_cache_ratio")
+    if peak and kv and abs(peak["value"] - 1) <= RESERVATION_TOLERANCE:
+        recs.append({
+            "rule": f"peak memory ratios within {RESERVATION_TOLERANCE:.0%} of 1 mean both engines took the preset's "
+                    "up-front reservation; the larger model's cost is then the KV cache left after its weights "
+                    "(fewer tokens in flight), given by the KV-cache ratio",
+            "text": f"Both models take the same reservation under preset {preset} (peak memory ratio "
+                    f"{_fmt(peak['value'])}); {b}'s larger weights leave it {_fmt(kv['value'])}x the KV cache of {a}, "
+                    f"so {'fewer' if kv['value'] < 1 else 'no fewer'} tokens can be in flight at once.",
+            "numbers": {"peak_memory_ratio": peak, "kv_cache_ratio": kv},
+        })
+    elif peak or r["weight_memory_ratio"]:
+        mem = peak or r["weight_memory_ratio"]
+        which = "peak GPU memory" if peak else "weight memory"
         recs.append({
             "rule": "memory ratio: the larger model needs this factor of memory, the headroom lost to KV cache",
             "text": f"{b} needs {_fmt(mem['value'])}x the {which} of {a} (preset {preset}).",

@@ -16,13 +16,14 @@ from qwenharness.models import get_model_spec
 
 
 def write_bench(root: Path, model: str, preset: str, *, tput: float, lat: float, weight: int,
-                peak: int | None = None, run: str = "r1", backend: str = "vllm", updated: str = "2026-01-01T00:00:00") -> Path:
+                peak: int | None = None, run: str = "r1", backend: str = "vllm", updated: str = "2026-01-01T00:00:00",
+                kv: int = 10) -> Path:
     data = {
         "model": model, "preset": preset, "backend": backend, "run_id": run, "updated": updated,
         "throughput": {"random": {"requests_per_s": tput / 100, "output_tokens_per_s": tput,
                                   "total_tokens_per_s": 2 * tput}},
         "latency": {"batch_1": {"latency_s": {"p50": lat, "p90": 1.5 * lat, "p99": 2 * lat}}},
-        "memory": {"weight_bytes": weight, "kv_cache_bytes": 10, "peak_bytes": peak, "gpu_util_mean": None},
+        "memory": {"weight_bytes": weight, "kv_cache_bytes": kv, "peak_bytes": peak, "gpu_util_mean": None},
         "overhead": {"ratio": 0.99}, "physical_bound": {"fraction": None},
     }
     path = root / "benchmarks" / run / model / preset / f"{backend}.json"
@@ -159,6 +160,23 @@ def test_recommendations_follow_the_rules(results: Path) -> None:
     assert params < 1000 / 600
     assert "its cost grows at least as fast as its size" in _texts(recs)
     assert "grows less than its size" not in _texts(recs)
+
+
+def test_equal_reservations_are_explained_by_the_kv_cache_left(tmp_path: Path) -> None:
+    # vLLM reserves the preset's fraction up front: the peaks match and the larger model's cost is KV cache.
+    write_bench(tmp_path, "tiny", "balanced", tput=1000.0, lat=0.1, weight=10, peak=64_000, kv=47_000)
+    write_bench(tmp_path, "tiny-2x", "balanced", tput=600.0, lat=0.2, weight=18, peak=64_100, kv=34_500)
+    (c,) = scaling.analyze(tmp_path, ["tiny", "tiny-2x"], write=False)["comparisons"]
+    ratios = c["presets"]["balanced"]["ratios"]
+    assert ratios["kv_cache_ratio"]["value"] == pytest.approx(34_500 / 47_000)
+    text = _texts(c["recommendations"])
+    assert "same reservation" in text and "0.734x the KV cache" in text and "fewer tokens" in text
+    assert "needs 1x the peak GPU memory" not in text
+    # unequal peaks keep the plain memory-ratio statement
+    write_bench(tmp_path, "tiny-2x", "balanced", tput=600.0, lat=0.2, weight=18, peak=96_000, kv=34_500, run="r2",
+                updated="2026-02-01T00:00:00")
+    (c,) = scaling.analyze(tmp_path, ["tiny", "tiny-2x"], write=False)["comparisons"]
+    assert "needs 1.5x the peak GPU memory" in _texts(c["recommendations"])
 
 
 def test_no_significant_gain_prefers_the_smaller_model(tmp_path: Path) -> None:
