@@ -45,8 +45,8 @@ _PRESETS: dict[str, Preset] = {
     ),
     "memory_optimized": Preset(
         "memory_optimized", "Smallest footprint: 60% of GPU memory, fp8 KV cache, small batches.",
-        # CUDA graphs stay on: they cost under 1 GiB, while eager decoding measured several times
-        # slower per step on an H100 (docs/benchmarks.md, "Why memory_optimized was slow").
+        # CUDA graphs stay on: they cost under 1 GiB, while eager decoding measured 3-4x slower per
+        # step on an H100 (docs/benchmarks.md, "Why memory_optimized was slow").
         gpu_memory_utilization=0.60, max_model_len=4096, max_num_seqs=32,
         max_num_batched_tokens=4096, cuda_graphs=True, kv_cache_dtype="fp8", enable_prefix_caching=False,
     ),
