@@ -116,4 +116,4 @@ def engine_pool(harness: HarnessOptions):  # noqa: ANN201 - yields an EnginePool
 # qwenharness.report.html: milestone gate records under <results>/gates/, and, where pytest-html is
 # installed, a default `--html reports/<name>.html --self-contained-html` whose summary shows the stored
 # results (tables and plots). Its pytest-html hooks are optional, so it loads without pytest-html too.
-pytest_plugins = ["qwenharness.report.html"]
+pytest_plugins = ["qwenharness.report.html", "qwenharness.bench_summary"]
