@@ -41,13 +41,20 @@ def run(args: argparse.Namespace) -> int:
     for c in out["comparisons"]:
         a, b = c["models"]["a"], c["models"]["b"]
         table = Table(title=f"{b} / {a}  (b / a; parameter ratio {_v(c['parameter_ratio'])})")
-        for col in ("preset", "throughput", "cost/token", "b1 latency", "weight mem", "peak mem"):
+        for col in ("preset", "throughput", "cost/token", "b1 latency", "weight mem", "peak mem", "KV cache"):
             table.add_column(col)
         for preset, cmp in c["presets"].items():
             r = cmp["ratios"]
             table.add_row(preset, _v(r["throughput_ratio"]), _v(r["cost_per_token_ratio"]),
-                          _v(r["latency_ratio_batch_1"]), _v(r["weight_memory_ratio"]), _v(r["peak_memory_ratio"]))
+                          _v(r["latency_ratio_batch_1"]), _v(r["weight_memory_ratio"]), _v(r["peak_memory_ratio"]),
+                          _v(r.get("kv_cache_ratio")))
         console.print(table)
+        headline = c["presets"][c["headline_preset"]]
+        if not headline["accuracy"]:
+            why = "; ".join(f"{d}: {reason}" for d, reason in headline.get("accuracy_not_compared", {}).items())
+            console.print(f"accuracy under preset {c['headline_preset']}: no delta, " + (
+                why if why else f"no dataset has stored results for both {a} and {b} "
+                                "(run `qwenharness evaluate` for both to compare accuracy)"))
         acc = Table(title=f"accuracy, {b} - {a} (preset {c['headline_preset']})")
         for col in ("dataset", "metric", "a", "b", "delta", "se", "significant"):
             acc.add_column(col)
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                 for m, y in x.get("other_metrics", {}).items():
                     acc.add_row("", m, _v(y["a"]["value"]), _v(y["b"]["value"]), _v(y["delta"], "+.3f"),
                                 _v(y["se"], ".3f"), "yes" if y["significant"] else "no")
-        console.print(acc)
+        if headline["accuracy"]:
+            console.print(acc)
         for rec in c["recommendations"]:
             console.print(f"- {rec['text']}")
     w = out["written"]

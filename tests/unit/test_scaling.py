@@ -263,3 +263,15 @@ def test_unreadable_and_foreign_files_are_ignored(results: Path) -> None:
     os.utime(bad)
     evals = scaling.load_evaluations(results, ["tiny"])
     assert set(evals) == {("tiny", "balanced", "gsm8k"), ("tiny", "balanced", "arc_easy")}
+
+
+def test_compare_command_prints_ratios_and_says_why_accuracy_is_missing(tmp_path: Path, capsys) -> None:
+    from qwenharness.cli import main
+
+    write_bench(tmp_path, "tiny", "balanced", tput=1000.0, lat=0.1, weight=10, peak=64_000, kv=47_000)
+    write_bench(tmp_path, "tiny-2x", "balanced", tput=600.0, lat=0.2, weight=18, peak=64_100, kv=34_500)
+    assert main(["compare", "--models", "tiny,tiny-2x", "--results-dir", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "KV cache" in out and "0.734" in out and "1.67" in out  # kv ratio, cost per token
+    assert "no dataset has stored results for both tiny and tiny-2x" in out
+    assert (tmp_path / "comparisons" / "tiny_vs_tiny-2x_comparison.json").exists()
