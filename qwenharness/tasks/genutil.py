@@ -57,8 +57,45 @@ def read_generations(outputs: list[Output], task: str) -> tuple[list[str], list[
 
 
 class AnswerExtractionTask(Task):
-    """A generation task scored by extracting an answer from each text (GSM8K, MATH-500): subclasses
-    give `reference(doc)` and `_score_texts(doc, texts) -> (scores, extra)`."""
+    """A generation task scored by extracting an answer from each text (GSM8K, MATH-500).
+
+    Subclasses give their stop strings and token budgets, `shots_for` (what `raw_prompt` and
+    `chat_messages` take besides the doc), `reference(doc)` and `_score_texts(doc, texts) -> (scores, extra)`."""
+
+    stop: tuple[str, ...]  # raw prompts only: chat templates end turns themselves
+    raw_max_tokens: int
+    chat_max_tokens: int  # with thinking switched off
+    thinking_max_tokens: int  # with thinking on or left to the model
+
+    def shots_for(self, doc: dict[str, Any], n_shot: int, options: TaskOptions,
+                  fewshot_docs: list[dict[str, Any]] | None) -> Any:
+        return n_shot
+
+    def raw_prompt(self, doc: dict[str, Any], shots: Any) -> str:
+        raise NotImplementedError
+
+    def chat_messages(self, doc: dict[str, Any], shots: Any) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+    def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
+                       fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
+        n = self.n_shot(options)
+        out = []
+        for doc in docs:
+            shots = self.shots_for(doc, n, options, fewshot_docs)
+            if options.chat:
+                messages = self.chat_messages(doc, shots)
+                max_tokens = self.chat_max_tokens if options.enable_thinking is False else self.thinking_max_tokens
+                reqs = repeat_requests(lambda i: chat_request(
+                    messages, sampling_for(options, max_tokens=max_tokens, sample_index=i), options), options)
+            else:
+                prompt = self.raw_prompt(doc, shots)
+                reqs = repeat_requests(lambda i: GenerationRequest(
+                    prompt=prompt, sampling=sampling_for(options, max_tokens=self.raw_max_tokens, stop=self.stop,
+                                                         sample_index=i),
+                    enable_thinking=options.enable_thinking), options)
+            out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
+        return out
 
     def reference(self, doc: dict[str, Any]) -> str:
         raise NotImplementedError

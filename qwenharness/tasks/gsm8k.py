@@ -22,10 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engines.base import GenerationRequest
-from .base import TaskOptions, TaskRequest
+from .base import TaskOptions
 from .fewshot import sample_fewshot
-from .genutil import AnswerExtractionTask, chat_request, repeat_requests, sampling_for
+from .genutil import AnswerExtractionTask
 
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -79,6 +78,10 @@ class GSM8K(AnswerExtractionTask):
     output_type = "generate"
     default_n_shot = 5
     metric_names = ("strict_match", "flexible_extract")
+    stop = STOP
+    raw_max_tokens = 256
+    chat_max_tokens = 1024
+    thinking_max_tokens = 4096
 
     def fewshot_split(self) -> str | None:
         return "train"
@@ -104,24 +107,9 @@ class GSM8K(AnswerExtractionTask):
         messages.append({"role": "user", "content": CHAT_INSTRUCTION.format(question=doc["question"])})
         return messages
 
-    def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
-                       fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
-        n = self.n_shot(options)
-        out = []
-        for doc in docs:
-            shots = sample_fewshot(fewshot_docs or [], doc, n, options.seed, self.name) if n else []
-            if options.chat:
-                messages = self.chat_messages(doc, shots)
-                max_tokens = 1024 if options.enable_thinking is False else 4096
-                reqs = repeat_requests(lambda i: chat_request(
-                    messages, sampling_for(options, max_tokens=max_tokens, sample_index=i), options), options)
-            else:
-                prompt = self.raw_prompt(doc, shots)
-                reqs = repeat_requests(lambda i: GenerationRequest(
-                    prompt=prompt, sampling=sampling_for(options, max_tokens=256, stop=STOP, sample_index=i),
-                    enable_thinking=options.enable_thinking), options)
-            out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
-        return out
+    def shots_for(self, doc: dict[str, Any], n_shot: int, options: TaskOptions,
+                  fewshot_docs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        return sample_fewshot(fewshot_docs or [], doc, n_shot, options.seed, self.name) if n_shot else []
 
     def reference(self, doc: dict[str, Any]) -> str:
         return final_answer(doc["answer"])

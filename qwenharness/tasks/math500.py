@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engines.base import GenerationRequest
 from ..errors import ConfigError
-from .base import TaskOptions, TaskRequest
-from .genutil import AnswerExtractionTask, chat_request, repeat_requests, sampling_for
+from .base import TaskOptions
+from .genutil import AnswerExtractionTask
 from .math_equiv import extract_answer, is_equiv, last_boxed, normalize_answer
 
 INSTRUCTION = "Solve the following problem step by step. Put your final answer within \\boxed{}."
@@ -64,6 +63,10 @@ class MATH500(AnswerExtractionTask):
     output_type = "generate"
     default_n_shot = 0
     metric_names = ("exact_match",)
+    stop = STOP
+    raw_max_tokens = 1024
+    chat_max_tokens = 2048
+    thinking_max_tokens = 8192
 
     def n_shot(self, options: TaskOptions) -> int:
         n = self.default_n_shot if options.n_shot is None else options.n_shot
@@ -86,24 +89,6 @@ class MATH500(AnswerExtractionTask):
             messages += [{"role": "user", "content": f"{p}\n\n{INSTRUCTION}"}, {"role": "assistant", "content": s}]
         messages.append({"role": "user", "content": f"{doc['problem']}\n\n{INSTRUCTION}"})
         return messages
-
-    def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
-                       fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
-        n = self.n_shot(options)
-        out = []
-        for doc in docs:
-            if options.chat:
-                messages = self.chat_messages(doc, n)
-                max_tokens = 2048 if options.enable_thinking is False else 8192
-                reqs = repeat_requests(lambda i: chat_request(
-                    messages, sampling_for(options, max_tokens=max_tokens, sample_index=i), options), options)
-            else:
-                prompt = self.raw_prompt(doc, n)
-                reqs = repeat_requests(lambda i: GenerationRequest(
-                    prompt=prompt, sampling=sampling_for(options, max_tokens=1024, stop=STOP, sample_index=i),
-                    enable_thinking=options.enable_thinking), options)
-            out.append(TaskRequest(doc_id=str(doc["_index"]), requests=reqs))
-        return out
 
     def reference(self, doc: dict[str, Any]) -> str:
         answer = doc.get("answer")
