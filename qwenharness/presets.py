@@ -8,7 +8,7 @@ than the model's, or more tensor-parallel ranks than GPUs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError

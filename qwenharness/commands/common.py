@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UnknownNameError
 
 
 def split_names(value: str | None) -> list[str]:

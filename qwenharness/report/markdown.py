@@ -246,7 +246,7 @@ BUILDERS = {
 
 def build_final_report(s: ResultsSnapshot) -> str:
     scope = f"run `{s.run_id}`" if s.run_id else "the newest stored result per configuration"
-    head = [f"# Large-scale evaluation: final report\n",
+    head = ["# Large-scale evaluation: final report\n",
             f"Generated {_now()} from `{s.results_dir}` ({scope}) by `qwenharness report`. Every figure below is read "
             "from the stored result files named in each section.\n"]
     body = [f"## {name}\n\n{BUILDERS[name](s)}" for name in SECTIONS]

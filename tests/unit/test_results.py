@@ -32,7 +32,7 @@ from qwenharness.results import (
     resolve_run_paths,
 )
 from qwenharness.run_context import CachedRunContext
-from qwenharness.tasks.base import SampleRecord, Task, TaskOptions, TaskRequest
+from qwenharness.tasks.base import SampleRecord, Task, TaskRequest
 
 N_DOCS = 24
 
