@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from qwenharness.testing import HarnessOptions
+from qwenharness.testing import HarnessOptions, engine_key_of
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -68,8 +68,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # -- engines: one alive at a time, each opened once per session (issue 3) --------------------------
-
-
 def _pin_xdist_worker_gpu() -> None:
     """Under pytest-xdist, pin worker gwN to GPU N (CUDA_VISIBLE_DEVICES); no-op otherwise or on CPU."""
     from qwenharness.errors import HarnessError
@@ -82,8 +80,6 @@ def _pin_xdist_worker_gpu() -> None:
 
 
 def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
-    from qwenharness.testing import engine_key_of
-
     return engine_key_of(getattr(getattr(item, "callspec", None), "params", {}))
 
 
