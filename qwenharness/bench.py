@@ -35,6 +35,11 @@ SCHEMA_VERSION = 1
 OVERHEAD_GOAL = 0.97  # bare vLLM time / harness time; printed, never asserted on time
 
 
+def overhead_verdict(ratio: float) -> str:
+    """'meets the goal >= 0.97' or 'misses …': how every report words an overhead ratio."""
+    return f"{'meets' if ratio >= OVERHEAD_GOAL else 'misses'} the goal >= {OVERHEAD_GOAL}"
+
+
 # -- statistics ------------------------------------------------------------------------------------
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between order statistics (numpy's

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .bench import OVERHEAD_GOAL
+from .bench import overhead_verdict
 from .testing import engine_key_of
 
 _STASH = pytest.StashKey[dict[tuple[Any, ...], dict[str, Any]]]()
@@ -59,8 +59,7 @@ def summary_line(key: tuple[Any, ...], f: dict[str, Any]) -> str:
         parts.append(text)
     if "test_harness_overhead" in f:
         ratio = f["test_harness_overhead"].get("overhead_ratio")
-        verdict = "" if not isinstance(ratio, (int, float)) else (
-            " (meets" if ratio >= OVERHEAD_GOAL else " (misses") + f" the goal >= {OVERHEAD_GOAL})"
+        verdict = f" ({overhead_verdict(ratio)})" if isinstance(ratio, (int, float)) else ""
         parts.append(f"harness overhead ratio {_num(ratio, '.3f')}{verdict}")
     return "/".join(str(k) for k in key) + ": " + "; ".join(parts)
 

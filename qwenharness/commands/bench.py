@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from ..bench import OVERHEAD_GOAL, BenchmarkStore, BenchOptions, run_suite
+from ..bench import BenchmarkStore, BenchOptions, overhead_verdict, run_suite
 from ..errors import ConfigError
 from ..models import get_available_models
 from ..presets import DEFAULT_PRESET, get_available_presets, get_model_config
@@ -108,9 +108,8 @@ def _print_table(results: list[dict], store: BenchmarkStore) -> None:
     for r in results:
         ov = r["overhead"]
         if ov["applicable"]:
-            verdict = "meets" if ov["ratio"] >= OVERHEAD_GOAL else "misses"
             console.print(f"{r['model']}/{r['preset']}: harness overhead ratio (bare vLLM / harness) "
-                          f"{ov['ratio']:.3f}, {verdict} the goal >= {OVERHEAD_GOAL}")
+                          f"{ov['ratio']:.3f}, {overhead_verdict(ov['ratio'])}")
         else:
             console.print(f"{r['model']}/{r['preset']}: overhead ratio n/a ({ov['reason']})")
         if not r["physical_bound"]["applicable"]:

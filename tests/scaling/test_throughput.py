@@ -162,5 +162,5 @@ def test_harness_overhead(benchmark: Any, engine_key: tuple[str, str, str], engi
                                  "harness_median_s": result["harness_median_s"],
                                  "bare_median_s": result["bare_median_s"]})
     print(f"\n{'/'.join(engine_key)} harness overhead ratio (bare vLLM / harness) = {result['ratio']:.3f} "
-          f"({'meets' if result['meets_goal'] else 'misses'} the goal >= {bench.OVERHEAD_GOAL})")
+          f"({bench.overhead_verdict(result['ratio'])})")
     _save(store, engine, engine_key, {"overhead": result})
