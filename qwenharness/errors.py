@@ -29,3 +29,40 @@ class DataError(HarnessError, ValueError):
 
 class EngineError(HarnessError, RuntimeError):
     """An inference engine failed to start or to run (missing package, out of memory)."""
+
+
+class StorageError(HarnessError, OSError):
+    """A result file or folder that cannot be written: read-only file system, no space, no permission."""
+
+    def __str__(self) -> str:  # OSError would print "[Errno N] ..." instead of problem and fix
+        return BaseException.__str__(self)
+
+
+_STORAGE_ERRNOS = {
+    "EROFS": ("the file system holding {path} is read-only",
+              "choose a writable --output-dir / --results-dir, or remount it read-write"),
+    "ENOSPC": ("no space left on the device holding {path}",
+               "free space there (df -h) or choose another --output-dir; a rerun with the same run id "
+               "reuses every finished sample"),
+    "EDQUOT": ("disk quota exceeded writing {path}",
+               "free space within your quota or choose another --output-dir; a rerun with the same run id "
+               "reuses every finished sample"),
+    "EACCES": ("permission denied writing {path}",
+               "fix the folder's permissions (ls -ld) or choose another --output-dir / --results-dir"),
+    "EPERM": ("operation not permitted writing {path}",
+              "fix the folder's permissions (ls -ld) or choose another --output-dir / --results-dir"),
+}
+
+
+def storage_error(error: OSError, path: object = None) -> StorageError | None:
+    """The StorageError of a disk-side OSError (read-only, full, no permission), or None for others."""
+    import errno
+
+    name = errno.errorcode.get(error.errno or -1)
+    if name not in _STORAGE_ERRNOS:
+        return None
+    problem, fix = _STORAGE_ERRNOS[name]
+    where = path if path is not None else (error.filename or "a result file")
+    out = StorageError(problem.format(path=where), fix)
+    out.errno, out.strerror, out.filename = error.errno, error.strerror, str(where)
+    return out

@@ -17,16 +17,19 @@ the model under test unless `judge_model` names another (on GPU use a strong ins
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, HarnessError
+from .errors import ConfigError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
-from .results import ResultStore, RunPaths, now_iso, stable_hash
+from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .run_context import CachedRunContext, EngineFn
 from .tasks.base import SampleRecord, Task, TaskOptions
 
@@ -235,6 +238,7 @@ class Evaluator:
         self.argv = argv if argv is not None else list(sys.argv)
         self.console = console
         self.results: list[DatasetResult] = []
+        self._invocation: dict[str, Any] | None = None  # this process's entry in manifest["invocations"]
 
     # manifest
     def _start_manifest(self) -> None:
@@ -246,13 +250,14 @@ class Evaluator:
             raise ConfigError(
                 f"run {self.store.paths.run_id} was made with backend {previous['backend']}, not "
                 f"{self.settings.backend}", "use another --run-id for another backend")
-        invocations = manifest.get("invocations", [])
-        invocations.append({"command_line": self.argv, "started_at": now_iso(), "ended_at": None})
-        self.store.update_manifest({
+        started = now_iso()
+        self._invocation = {"id": uuid.uuid4().hex[:12], "command_line": self.argv, "pid": os.getpid(),
+                            "started_at": started, "ended_at": None, "status": "running",
+                            "wrote": [], "waited_for": []}
+        fields = {
             "run_id": self.store.paths.run_id,
-            "created_at": manifest.get("created_at") or now_iso(),
             "command_line": self.argv,
-            "started_at": now_iso(),
+            "started_at": started,
             "ended_at": None,
             "settings": self.settings.to_dict(),
             # sample selection, few-shot choice and per-request sampling seeds derive from this one;
@@ -260,20 +265,47 @@ class Evaluator:
             "seeds": {"evaluation": self.settings.seed},
             "environment": environment.describe(),
             "gpus": _gpu_inventory(),
-            "invocations": invocations,
-        })
+        }
 
-    def _end_manifest(self) -> None:
-        manifest = self.store.read_manifest()
-        invocations = manifest.get("invocations", [])
-        if invocations:
-            invocations[-1]["ended_at"] = now_iso()
-        self.store.update_manifest({"ended_at": now_iso(), "invocations": invocations})
+        def start(m: dict[str, Any]) -> None:  # under the manifest lock: concurrent runs keep both entries
+            m.update(fields)
+            m.setdefault("created_at", started)
+            m.setdefault("invocations", []).append(dict(self._invocation))
+        self.store.mutate_manifest(start)
+
+    def _update_invocation(self, **changes: Any) -> None:
+        """Change this process's entry in the manifest's `invocations` (found by its id)."""
+        if self._invocation is None:  # evaluate() called without run(): no invocation to record
+            return
+        self._invocation.update(changes)
+
+        def change(m: dict[str, Any]) -> None:
+            for inv in m.setdefault("invocations", []):
+                if inv.get("id") == self._invocation["id"]:
+                    inv.update(self._invocation)
+                    break
+            else:
+                m["invocations"].append(dict(self._invocation))
+            if changes.get("ended_at"):
+                m["ended_at"] = changes["ended_at"]
+        self.store.mutate_manifest(change)
+
+    def _end_manifest(self, status: str) -> None:
+        self._update_invocation(ended_at=now_iso(), status=status)
 
     # the loop
     def run(self) -> list[DatasetResult]:
-        self._start_manifest()
+        """Every (model, preset, dataset). A dataset another process is evaluating is skipped and
+        done at the end, once that process lets go of it (by then its records are reused). A disk
+        error (StorageError) ends the run at once; what this invocation made and left empty is removed."""
         try:
+            self._start_manifest()
+        except StorageError:
+            self.store.remove_if_unused()
+            raise
+        status = "failed"
+        try:
+            deferred: list[tuple[str, str, str, ResolvedConfig]] = []
             for model in self.settings.models:
                 for preset in self.settings.presets:
                     try:
@@ -284,12 +316,23 @@ class Evaluator:
                         continue
                     self.store.update_manifest({"resolved_configs": {f"{model}/{preset}": config.to_dict()}})
                     for dataset in self._ordered_datasets():
-                        self.evaluate(model, preset, dataset, config)
+                        if self.evaluate(model, preset, dataset, config, wait=False) is None:
+                            deferred.append((model, preset, dataset, config))
+            for model, preset, dataset, config in deferred:
+                self._say(f"[yellow]{model}/{preset}/{dataset}: waiting for the other process to finish "
+                          "it[/yellow]")
+                self._update_invocation(waited_for=[*self._invocation["waited_for"], f"{model}/{preset}/{dataset}"])
+                self.evaluate(model, preset, dataset, config, wait=True)
+            self.store.write_summaries()
+            status = "done" if all(r.ok for r in self.results) else "done with failures"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
-            self._end_manifest()
+            with contextlib.suppress(StorageError):  # a full disk: the first error is the one to report
+                self._end_manifest(status)
             if self._own_pool:
                 self.pool.close()
-        self.store.write_summaries()
         return self.results
 
     def _ordered_datasets(self) -> list[str]:
@@ -315,13 +358,26 @@ class Evaluator:
         if self.console is not None:
             self.console.print(text)
 
-    def evaluate(self, model: str, preset: str, dataset: str,
-                 config: ResolvedConfig | None = None) -> DatasetResult:
+    def evaluate(self, model: str, preset: str, dataset: str, config: ResolvedConfig | None = None,
+                 *, wait: bool = True) -> DatasetResult | None:
+        """Evaluate one dataset under its lock. If another process holds it: with `wait`, block
+        until it is free; without, say so and return None (the caller comes back to it)."""
         try:
             if config is None:
                 config = resolve_config(self.pool, model, preset, self.settings.load_format)
-            with self.store.dataset_lock(model, preset, dataset):
+            with contextlib.ExitStack() as held:
+                try:
+                    held.enter_context(self.store.dataset_lock(model, preset, dataset))
+                except DatasetBusy:
+                    if not wait:
+                        raise
+                    held.enter_context(self.store.dataset_lock(model, preset, dataset, wait=True))
                 res = self._evaluate(model, preset, dataset, config)
+        except DatasetBusy as e:
+            self._say(f"[yellow]{e.problem}; doing the others first[/yellow]")
+            return None
+        except StorageError:
+            raise  # the disk, not the dataset: nothing else can be written either
         except HarnessError as e:
             return self._fail(model, preset, dataset, str(e))
         self.results.append(res)
@@ -398,6 +454,7 @@ class Evaluator:
         todo = [(doc, did) for doc, did in zip(docs, ids) if did not in done]
         self._say(f"[bold]{model}[/bold]/{preset}/[bold]{dataset}[/bold]: {len(docs)} samples"
                   + (f" ({len(docs) - len(todo)} already done)" if len(todo) < len(docs) else ""))
+        new: list[SampleRecord] = []
         if todo:
             new = run_task(task, [d for d, _ in todo], [i for _, i in todo], ctx, options, fewshot)
             self.store.append_records(model, preset, dataset, new)
@@ -431,6 +488,9 @@ class Evaluator:
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "done", "started_at": started,
             "finished_at": aggregate["finished_at"]}}})
+        self._update_invocation(wrote=[*(self._invocation or {}).get("wrote", []), {
+            "evaluation": entry_key, "new_records": len(new), "reused_records": len(docs) - len(todo),
+            "errors": aggregate["n_errors"], "aggregate": str(path.relative_to(self.store.run_dir))}])
         self.store.write_summaries()
         return DatasetResult(model, preset, dataset, ok=True, aggregate=aggregate, path=path)
 

@@ -19,6 +19,7 @@ killed at any point and rerun with the same run id loses and duplicates nothing.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -26,14 +27,14 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, StorageError, storage_error
 from .tasks.base import SampleRecord
 
 MANIFEST = "manifest.json"
@@ -63,24 +64,58 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(json_safe(obj), allow_nan=False, ensure_ascii=False, default=str, **kwargs)
 
 
+# Held while a file is being written; a process that must die now (qwenharness.lifetime) takes it
+# first, so a write in progress ends before the process does.
+WRITE_GUARD = threading.RLock()
+
+
+@contextmanager
+def storage(path: Path | str) -> Iterator[None]:
+    """Turn a disk-side OSError (read-only, full, no permission) into a one-line StorageError naming
+    `path`; other OSErrors pass through."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        err = storage_error(e, path)
+        if err is None:
+            raise
+        raise err from e
+
+
+def make_dirs(folder: Path | str) -> list[Path]:
+    """mkdir -p that returns the folders it created (outermost first), so a failure can remove them."""
+    folder = Path(folder)
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    with storage(missing[0] if missing else folder):
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see either the old or the new content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    make_dirs(path.parent)
+    with WRITE_GUARD, storage(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        _fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -174,12 +209,30 @@ class LockBusy(Exception):
     """A non-blocking file lock is held by another process."""
 
 
+class DatasetBusy(ConfigError):
+    """A dataset of a run is being evaluated by another process."""
+
+    def __init__(self, key: str, run_id: str, holder: int | None):
+        self.key, self.holder = key, holder
+        who = f"another process (pid {holder})" if holder else "another process"
+        super().__init__(f"{key} of run {run_id} is being evaluated by {who}",
+                         "wait for it to finish, or use another --run-id")
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
 @contextmanager
 def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
     """An exclusive advisory lock (flock) on `path`; the kernel drops it when the process dies."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    make_dirs(path.parent)
+    with storage(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -194,21 +247,34 @@ def append_jsonl(path: Path, objs: Iterable[Any]) -> int:
     """Append objects as JSON lines in one write, then flush and fsync. Returns the count.
 
     The file is flocked while its tail is repaired and the lines written, so two processes
-    appending to one cache never cut each other's lines."""
+    appending to one cache never cut each other's lines. A write that fails (disk full) is undone:
+    the file is cut back to its size before, and a file this call created is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [dumps(o) + "\n" for o in objs]
     if not lines:
         return 0
-    with open(path, "a", encoding="utf-8") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    make_dirs(path.parent)
+    data = "".join(lines).encode("utf-8")
+    with WRITE_GUARD, storage(path):
+        existed = path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             _repair_tail(path)
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                if not existed and size == 0:
+                    path.unlink(missing_ok=True)
+                raise
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            os.close(fd)  # closing releases the lock
     return len(lines)
 
 
@@ -307,8 +373,27 @@ class ResultStore:
     def __init__(self, paths: RunPaths):
         self.paths = paths
         self.run_dir = paths.run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir} is a file, not a run directory", "choose another --output-dir / --run-id")
+        self.created_dirs = make_dirs(self.run_dir)  # folders this store made (removed if nothing lands in them)
         self._manifest_lock = threading.Lock()
+
+    def remove_if_unused(self) -> None:
+        """Remove the folders this store created if they hold nothing but lock files (a run that
+        could not write its first file leaves nothing behind)."""
+        if not self.created_dirs:
+            return
+        files = [f for f in self.run_dir.rglob("*") if f.is_file()]
+        if any(not f.name.endswith(".lock") for f in files):
+            return
+        for f in files:
+            f.unlink(missing_ok=True)
+        for d in sorted((d for d in self.run_dir.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        for d in reversed(self.created_dirs):
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
     # paths
     def dataset_dir(self, model: str, preset: str) -> Path:
@@ -343,6 +428,15 @@ class ResultStore:
             atomic_write_json(self.manifest_path, manifest)
             return manifest
 
+    def mutate_manifest(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read, change in place and write the manifest under its lock (for read-modify-write
+        updates, such as appending an invocation, that other processes must not undo)."""
+        with self._manifest_lock, file_lock(self.run_dir / ".manifest.lock"):
+            manifest = self.read_manifest()
+            change(manifest)
+            atomic_write_json(self.manifest_path, manifest)
+            return manifest
+
     # samples
     def load_records(self, model: str, preset: str, dataset: str) -> list[SampleRecord]:
         out = []
@@ -354,15 +448,17 @@ class ResultStore:
         append_jsonl(self.samples_path(model, preset, dataset), (r.to_dict() for r in records))
 
     @contextmanager
-    def dataset_lock(self, model: str, preset: str, dataset: str) -> Iterator[None]:
-        """Held while one process evaluates a dataset of this run; a second process is refused."""
+    def dataset_lock(self, model: str, preset: str, dataset: str, *, wait: bool = False) -> Iterator[None]:
+        """Held while one process evaluates a dataset of this run. Another process gets DatasetBusy
+        (naming the holder's pid), or with `wait` blocks until the holder is done."""
         path = self.dataset_dir(model, preset) / f".{dataset}.lock"
         try:
-            with file_lock(path, blocking=False):
+            with file_lock(path, blocking=wait):
+                with contextlib.suppress(OSError):  # who holds it, for the other process's message
+                    path.write_text(f"{os.getpid()}\n")
                 yield
         except LockBusy:
-            raise ConfigError(f"{model}/{preset}/{dataset} of run {self.paths.run_id} is being evaluated by "
-                              "another process", "wait for it to finish, or use another --run-id") from None
+            raise DatasetBusy(f"{model}/{preset}/{dataset}", self.paths.run_id, _lock_holder(path)) from None
 
     def discard(self, model: str, preset: str, dataset: str) -> None:
         """Delete a dataset's records and aggregate (the response cache stays: it is keyed by content)."""

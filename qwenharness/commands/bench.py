@@ -12,7 +12,7 @@ from ..bench import BenchmarkStore, BenchOptions, overhead_verdict, run_suite
 from ..errors import ConfigError
 from ..models import get_available_models
 from ..presets import DEFAULT_PRESET, get_available_presets, get_model_config
-from .common import add_data_dir, resolve_names
+from .common import add_data_dir, name_list, non_negative_int, positive_int, resolve_names
 
 
 def _positive_ints(value: str) -> tuple[int, ...]:
@@ -27,17 +27,17 @@ def _positive_ints(value: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="throughput/latency/memory/overhead benchmarks over an engine")
-    p.add_argument("--models", help="comma-separated models (default: tiny)")
-    p.add_argument("--presets", help=f"comma-separated presets or 'all' (default: {DEFAULT_PRESET})")
+    p.add_argument("--models", type=name_list, help="comma-separated models (default: tiny)")
+    p.add_argument("--presets", type=name_list, help=f"comma-separated presets or 'all' (default: {DEFAULT_PRESET})")
     p.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
-    p.add_argument("--input-len", type=int, default=128, help="prompt tokens per request (default 128)")
-    p.add_argument("--output-len", type=int, default=128, help="output tokens per request (default 128)")
-    p.add_argument("--num-prompts", type=int, default=64, help="requests in the throughput workload (default 64)")
+    p.add_argument("--input-len", type=positive_int, default=128, help="prompt tokens per request (default 128)")
+    p.add_argument("--output-len", type=positive_int, default=128, help="output tokens per request (default 128)")
+    p.add_argument("--num-prompts", type=positive_int, default=64, help="requests in the throughput workload (default 64)")
     p.add_argument("--batch-sizes", type=_positive_ints, default=(1, 8),
                    help="latency batch sizes, comma-separated (default 1,8)")
-    p.add_argument("--warmup", type=int, default=2, help="latency warm-up calls (default 2)")
-    p.add_argument("--iters", type=int, default=5, help="timed latency calls per batch size (default 5)")
-    p.add_argument("--overhead-reps", type=int, default=3, help="interleaved overhead repetitions (default 3)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="latency warm-up calls (default 2)")
+    p.add_argument("--iters", type=positive_int, default=5, help="timed latency calls per batch size (default 5)")
+    p.add_argument("--overhead-reps", type=positive_int, default=3, help="interleaved overhead repetitions (default 3)")
     p.add_argument("--text-dataset", default="gsm8k", help="real-text workload dataset, or 'none' (default gsm8k)")
     p.add_argument("--load-format", choices=("auto", "dummy"), default="auto",
                    help="'dummy': real architecture, random weights (no text workload)")

@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..scaling import analyze
-from .common import split_names
+from .common import name_list, split_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare models from stored benchmark and evaluation results")
-    p.add_argument("--models", default="qwen3_8b,qwen3_14b",
+    p.add_argument("--models", type=name_list, default="qwen3_8b,qwen3_14b",
                    help="two or more comma-separated models (default: qwen3_8b,qwen3_14b)")
     p.add_argument("--detailed-metrics", action="store_true",
                    help="every workload, latency percentile and metric, not only the headline figures")

@@ -25,7 +25,7 @@ from ..data import (
     verify_dataset,
 )
 from ..errors import DataError
-from .common import add_data_dir
+from .common import add_data_dir, name_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="read every split and check schema and row counts; exit 1 on a problem")
     action.add_argument("--download", action="store_true",
                         help="fetch the selected datasets from the Hugging Face Hub into the cache")
-    p.add_argument("--datasets", help="comma-separated dataset names or 'all' (default: all 14)")
+    p.add_argument("--datasets", type=name_list, help="comma-separated dataset names or 'all' (default: all 14)")
     p.add_argument("--force", action="store_true", help="with --download: fetch again what is cached")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_data_dir(p)

@@ -19,31 +19,31 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..presets import DEFAULT_PRESET, DEFAULT_SEED
 from ..results import RunPaths, read_json, resolve_run_paths
-from .common import add_data_dir, split_names
+from .common import add_data_dir, name_list, non_negative_int, positive_int, seed_int, split_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results")
-    p.add_argument("--models", help="comma-separated models (default: tiny on CPU, qwen3_8b on GPU)")
-    p.add_argument("--preset", "--presets", dest="preset", help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
-    p.add_argument("--datasets", help="comma-separated datasets, or 'all' (default: all)")
-    p.add_argument("--sample-limit", type=int, help="samples per dataset (a reproducible seeded subset)")
+    p.add_argument("--models", type=name_list, help="comma-separated models (default: tiny on CPU, qwen3_8b on GPU)")
+    p.add_argument("--preset", "--presets", dest="preset", type=name_list, help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
+    p.add_argument("--datasets", type=name_list, help="comma-separated datasets, or 'all' (default: all)")
+    p.add_argument("--sample-limit", type=positive_int, help="samples per dataset (a reproducible seeded subset)")
     p.add_argument("--output-dir", help="the run directory itself (its name is the run id)")
     p.add_argument("--results-dir", default="results", help="root of results (default: results)")
     p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
     p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
     p.add_argument("--backend", choices=("vllm", "hf"), help="inference engine (default: vllm)")
     add_data_dir(p)
-    p.add_argument("--num-samples", type=int, help="samples per problem for pass@k (default: 1)")
-    p.add_argument("--n-shot", type=int, help="few-shot examples (default: each task's convention)")
+    p.add_argument("--num-samples", type=positive_int, help="samples per problem for pass@k (default: 1)")
+    p.add_argument("--n-shot", type=non_negative_int, help="few-shot examples (default: each task's convention)")
     p.add_argument("--thinking", action="store_true", default=None, help="Qwen3 thinking mode on (default: off)")
     p.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
                    help="never wrap prompts in the chat template (default: on for instruct models' generation tasks)")
-    p.add_argument("--max-tokens", type=int, help="override every task's generation length")
+    p.add_argument("--max-tokens", type=positive_int, help="override every task's generation length")
     p.add_argument("--judge-model", help="MT-Bench judge (default: the model under test; on GPU use a strong "
                    "instruct model such as qwen2.5_14b)")
-    p.add_argument("--judge-max-tokens", type=int, help="judge generation length (default: 2048, FastChat's)")
-    p.add_argument("--seed", type=int, help=f"seed for sample selection, few-shot and sampling (default: {DEFAULT_SEED})")
+    p.add_argument("--judge-max-tokens", type=positive_int, help="judge generation length (default: 2048, FastChat's)")
+    p.add_argument("--seed", type=seed_int, help=f"seed for sample selection, few-shot and sampling (default: {DEFAULT_SEED})")
     p.add_argument("--load-format", choices=("auto", "dummy"), help="'dummy': random weights, real architecture")
     p.add_argument("--detailed-analysis", action="store_true", default=None,
                    help="add per-group breakdowns (MMLU subject, MT-Bench category) and all error samples")
@@ -55,6 +55,13 @@ def _resume_paths(value: str, results_dir: str) -> RunPaths:
     path = Path(value)
     if path.is_dir() and (path / "manifest.json").exists():
         return RunPaths(path.parent, path.name)
+    fix = "pass a run id under <results-dir>/evaluations or a run directory"
+    if "/" in value or path.exists():  # a path, not a run id
+        if not path.exists():
+            raise ConfigError(f"no run to resume at {path}: it does not exist", fix)
+        if not path.is_dir():
+            raise ConfigError(f"no run to resume at {path}: it is a file, not a run directory", fix)
+        raise ConfigError(f"no run to resume at {path}: the folder has no manifest.json", fix)
     paths = resolve_run_paths(results_dir, value)
     if not (paths.run_dir / "manifest.json").exists():
         raise ConfigError(f"no run '{value}' to resume (looked for {paths.run_dir / 'manifest.json'})",
@@ -63,7 +70,7 @@ def _resume_paths(value: str, results_dir: str) -> RunPaths:
 
 
 def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSettings":  # noqa: F821
-    from ..data import get_available_datasets
+    from ..data import get_available_datasets, resolve_data_dir
     from ..evaluation import EvalSettings
     from ..hardware import detect_gpu
     from ..models import get_model_spec
@@ -86,11 +93,21 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
         get_task(d)
     for p in presets:
         get_preset(p)
+    judge = pick(args.judge_model, "judge_model", None)
+    if judge:
+        get_model_spec(str(judge))
+    # the parser checks the options given; values taken from a manifest are checked again here
     if args.sample_limit is not None and args.sample_limit < 1:
         raise ConfigError(f"--sample-limit must be at least 1, got {args.sample_limit}", "use --sample-limit 10")
     num_samples = pick(args.num_samples, "num_samples", 1)
     if int(num_samples) < 1:  # type: ignore[arg-type]
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}", "use --num-samples 1")
+    for flag, key, least in (("--n-shot", "n_shot", 0), ("--max-tokens", "max_tokens", 1),
+                             ("--judge-max-tokens", "judge_max_tokens", 1), ("--seed", "seed", 0)):
+        value = pick(getattr(args, key), key, None)
+        if value is not None and int(value) < least:  # type: ignore[call-overload]
+            raise ConfigError(f"{flag} must be at least {least}, got {value}", f"pass {flag} {max(least, 1)} or more")
+    resolve_data_dir(pick(args.data_dir, "data_dir", None))  # a named folder that is missing: before any file is written
     return EvalSettings(
         models=models, datasets=datasets, presets=presets,
         backend=str(pick(args.backend, "backend", "vllm")),
@@ -132,4 +149,17 @@ def run(args: argparse.Namespace) -> int:
     Console(width=max(Console().width, 140)).print(summary_table(results))
     console.print(f"results: {paths.run_dir}  summaries: {paths.summary_dir / 'latest_summary.json'}, "
                   f"{paths.summary_dir / 'comprehensive_summary.json'}")
-    return 0 if all(r.ok for r in results) else 1
+    if not all(r.ok for r in results):
+        return 1
+    return 1 if _every_sample_errored(results, console) else 0
+
+
+def _every_sample_errored(results: list, console: "Console") -> bool:  # noqa: F821
+    """A run that produced no usable sample failed, even though every dataset ran to its end."""
+    aggs = [r.aggregate for r in results if r.aggregate]
+    total = sum(int(a.get("n_samples") or 0) for a in aggs)
+    if not total or sum(int(a.get("n_errors") or 0) for a in aggs) < total:
+        return False
+    first = next((e["error"] for a in aggs for e in a.get("error_examples", [])), "unknown")
+    console.print(f"[red]every one of the {total} samples errored (first: {first}); the run failed[/red]")
+    return True

@@ -11,12 +11,12 @@ from rich.table import Table
 from ..hardware import GiB, H100_80GB
 from ..models import get_available_models, is_tiny
 from ..presets import get_available_presets, get_model_config, get_preset
-from .common import split_names
+from .common import name_list, split_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list presets and each model's resolved configuration")
-    p.add_argument("--models", help="comma-separated models (default: all registered)")
+    p.add_argument("--models", type=name_list, help="comma-separated models (default: all registered)")
     p.add_argument("--gpu", choices=("h100", "detect", "cpu"), default="h100",
                    help="plan against an 80 GB H100 (default), the detected GPU, or the CPU")
     p.add_argument("--json", action="store_true")
