@@ -22,9 +22,11 @@ Sampling: greedy for one sample per problem; with ``num_samples`` n > 1, tempera
 (metrics.pass_at_k), averaged over problems. Per-problem records keep every completion with its
 status (passed / failed / timeout / error), message and run time.
 
-Execution goes through ``qwenharness.sandbox``: all programs of a run are executed in one parallel
-batch; wall-clock limits are max(4 s, 4 x the reference solution's time) (evalplus), the reference
-being timed only for problems where a sample hit the floor.
+Execution goes through ``qwenharness.sandbox``: the completion runs in one bubblewrap sandbox and
+the tests in another, calling it through a plain-data channel (HumanEval's prompt, with its helpers,
+is on the tests' side; MBPP's test imports too). Every record says ``isolation``. All programs of a
+run are executed in one parallel batch; wall-clock limits are max(4 s, 4 x the reference solution's
+time) (evalplus), the reference being timed only for problems where a sample hit the floor.
 """
 
 from __future__ import annotations
@@ -120,13 +122,15 @@ class _CodeTask(Task):
     output_type = "generate"
     metric_names = tuple(f"pass@{k}" for k in PASS_AT_K)
 
+    allow_unisolated: bool | None = None  # `score --allow-unisolated`; None: QWENHARNESS_ALLOW_UNISOLATED
+
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self._sandbox = sandbox
 
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Sandbox()
+            self._sandbox = Sandbox(allow_unisolated=self.allow_unisolated)
         return self._sandbox
 
     # what each benchmark defines
@@ -209,6 +213,7 @@ class _CodeTask(Task):
                 "error": [r.message or None for r in results],
                 "duration_s": [round(r.duration_s, 4) for r in results],
                 "timeout_s": [r.timeout_s for r in results],
+                "isolation": self.sandbox.isolation,
             },
         )
 
@@ -283,6 +288,11 @@ class _CodeTask(Task):
         names = [m for m in self.metric_names if good and all(m in r.scores for r in good)]
         return aggregate_scores((r.scores for r in good), names)
 
+    def isolation(self, records: list[SampleRecord]) -> str | None:
+        """How the records' code ran: "bubblewrap", "none", "mixed", or None when nothing ran."""
+        seen = {r.extra.get("isolation") for r in records if r.extra.get("isolation")}
+        return seen.pop() if len(seen) == 1 else ("mixed" if seen else None)
+
 
 class HumanEval(_CodeTask):
     name = "humaneval"
@@ -308,7 +318,10 @@ class HumanEval(_CodeTask):
         return doc["prompt"] + completion
 
     def program(self, doc: dict[str, Any], completion: str) -> Program:
-        return Program(self.solution(doc, completion), doc["test"] + f"\n\ncheck({doc['entry_point']})\n")
+        # the tests run in their own process beside the dataset's prompt (trusted helpers such as
+        # HumanEval/32's `poly`); only the entry point is the candidate's
+        return Program(self.solution(doc, completion), doc["test"] + f"\n\ncheck({doc['entry_point']})\n",
+                       prelude=doc["prompt"], entry_point=doc["entry_point"])
 
     def reference(self, doc: dict[str, Any]) -> Program:
         return self.program(doc, doc["canonical_solution"])
@@ -360,7 +373,7 @@ class MBPP(_CodeTask):
     def program(self, doc: dict[str, Any], completion: str) -> Program:
         imports = "\n".join(doc.get("test_imports") or [])
         solution = f"{imports}\n{completion}" if imports else completion
-        return Program(solution, "\n".join(doc["test_list"]) + "\n")
+        return Program(solution, "\n".join(doc["test_list"]) + "\n", prelude=imports)
 
     def reference(self, doc: dict[str, Any]) -> Program:
         return self.program(doc, doc["code"])

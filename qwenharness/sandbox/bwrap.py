@@ -1,0 +1,141 @@
+"""The OS boundary: a bubblewrap (`bwrap`, Debian package `bubblewrap`) command line per process.
+
+Each sandboxed process gets new user, PID, network (loopback only), IPC, UTS, cgroup and mount
+namespaces (``--unshare-all --unshare-user``), no way to make further user namespaces
+(``--disable-userns``), uid/gid 65534, a new session (no terminal to inject into), an empty
+environment but for a few fixed variables, and a root that holds nothing but read-only binds of the
+Python interpreter, its standard library, the shared libraries those link to (found with ``ldd``)
+and the child modules, plus ``/proc`` of its own PID namespace, a minimal ``/dev`` (both read-only
+mounts) and the sample folder ``/sample``: a size-limited tmpfs, the only writable place, gone with
+the namespace. ``--die-with-parent`` kills the sandbox if the harness dies, even by ``kill -9``.
+
+bubblewrap rather than nsjail, firejail or Docker: it is one small unprivileged-namespace tool
+packaged by every distribution, needs no daemon and no setuid when user namespaces are enabled, and
+starts in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from ..errors import HarnessError
+
+CHILD_DIR = Path(__file__).resolve().parent / "child"
+INSIDE_CHILD_DIR = "/qh"
+SAMPLE_DIR = "/sample"
+SANDBOX_UID = 65534
+BWRAP_ENV = "QWENHARNESS_BWRAP"  # path of the bwrap binary (tests point it at a missing one)
+ALLOW_UNISOLATED_ENV = "QWENHARNESS_ALLOW_UNISOLATED"
+INSTALL_HINT = "install the Debian package `bubblewrap` (apt-get install bubblewrap)"
+
+
+class SandboxUnavailable(HarnessError):
+    """Generated code cannot be isolated here and the user did not allow unisolated runs."""
+
+
+def bwrap_path() -> str | None:
+    configured = os.environ.get(BWRAP_ENV)
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return shutil.which("bwrap")
+
+
+def _stdlib_dirs() -> list[str]:
+    """The running interpreter's standard library and its extension-module folder (not a venv's)."""
+    dirs = [os.path.dirname(os.path.realpath(os.__file__))]
+    dirs += [os.path.realpath(p) for p in sys.path if p.endswith("lib-dynload") and os.path.isdir(p)]
+    return list(dict.fromkeys(dirs))
+
+
+def _python_files(executable: str, site_packages: bool) -> list[str]:
+    paths = {os.path.realpath(executable), *_stdlib_dirs()}
+    zipped = os.path.join(sys.base_prefix, "lib", f"python{sys.version_info[0]}{sys.version_info[1]}.zip")
+    if os.path.exists(zipped):
+        paths.add(zipped)
+    if site_packages:
+        for key in ("purelib", "platlib"):
+            p = sysconfig.get_paths()[key]
+            if os.path.isdir(p):
+                paths.add(os.path.realpath(p))
+    return sorted(paths)
+
+
+def _linked_libraries(files: list[str]) -> list[str]:
+    """Every shared library that `files` (executables, extension modules) load, as ldd names them."""
+    ldd = shutil.which("ldd")
+    if not ldd or not files:
+        return []
+    try:
+        out = subprocess.run([ldd, *files], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    libs = set()
+    for line in out.splitlines():
+        line = line.strip()
+        if "=>" in line:
+            target = line.split("=>", 1)[1].strip().split(" (", 1)[0].strip()
+        else:
+            target = line.split(" (", 1)[0].strip()
+        if target.startswith("/") and os.path.exists(target):
+            libs.add(target)
+    return sorted(libs)
+
+
+@functools.lru_cache(maxsize=4)
+def read_only_binds(executable: str, site_packages: bool) -> tuple[str, ...]:
+    """The host paths a sandboxed interpreter needs, bound read-only at the same place."""
+    tree = _python_files(executable, site_packages)
+    binaries = [os.path.realpath(executable)]
+    for d in _stdlib_dirs():
+        if d.endswith("lib-dynload"):
+            binaries.extend(os.path.join(d, n) for n in sorted(os.listdir(d))
+                            if n.endswith(".so") and not n.startswith("_tkinter"))  # no GUI: no X11/Tk
+    libs = _linked_libraries(binaries)
+    paths = sorted(set(tree) | set(libs))
+    return tuple(p for p in paths if not any(p != t and p.startswith(t + "/") for t in tree))
+
+
+def command(bwrap: str, executable: str, script: str, args: list[str], *, site_packages: bool,
+            sample_bytes: int, info_fd: int, marker: str) -> list[str]:
+    """The bwrap argv that runs ``python -I -B [-S] /qh/<script> args`` in a fresh sandbox."""
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            "--clearenv"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": SAMPLE_DIR, "TMPDIR": SAMPLE_DIR, "LANG": "C.UTF-8",
+           "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONIOENCODING": "utf-8", "QWENHARNESS_SANDBOX": marker}
+    for k, v in env.items():
+        argv += ["--setenv", k, v]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for path in read_only_binds(executable, site_packages):
+        argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind", str(CHILD_DIR), INSIDE_CHILD_DIR,
+             "--size", str(sample_bytes), "--perms", "0700", "--tmpfs", SAMPLE_DIR, "--chdir", SAMPLE_DIR,
+             "--remount-ro", "/dev", "--remount-ro", "/", "--info-fd", str(info_fd), "--"]
+    flags = ["-I", "-B"] + ([] if site_packages else ["-S"])
+    return argv + [os.path.realpath(executable), *flags, f"{INSIDE_CHILD_DIR}/{script}", *args]
+
+
+@functools.lru_cache(maxsize=8)
+def probe(bwrap: str) -> str | None:
+    """None when `bwrap` can make a sandbox here; else the reason it cannot (its stderr)."""
+    r_fd, w_fd = os.pipe()
+    try:
+        argv = command(bwrap, sys.executable, "limits.py", [], site_packages=False, sample_bytes=1 << 20,
+                       info_fd=w_fd, marker="probe")
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, pass_fds=(w_fd,),
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+    finally:
+        os.close(r_fd)
+        os.close(w_fd)
+    if proc.returncode != 0:
+        return (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    return None

@@ -1,0 +1,72 @@
+"""The candidate process: runs the generated solution and answers calls, nothing else.
+
+Started by the harness as ``python -S -I -B candidate.py SETUP_FD REQUEST_FD ANSWER_FD`` inside its
+own sandbox. It reads one setup frame (the solution's source and the resource limits) from SETUP_FD,
+applies the limits, executes the solution in a fresh namespace and sends the names of the callables
+it defined (or the exception that stopped it). Then, for each request ``(name, args, kwargs)`` read
+from REQUEST_FD, it calls that function and answers ``("r", value)`` or ``("e", type name,
+message)``. Everything crosses the channel as plain data (wire.py), so nothing in this process
+decides whether the tests pass: the test process, a separate sandboxed process, does.
+
+Nothing here is trusted after the solution starts: the solution may rewrite this module's globals,
+write junk to the pipes or exit; the test process treats any of that as a failure.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import limits  # noqa: E402
+import wire  # noqa: E402
+
+_MESSAGE_CAP = 2000
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<unprintable>"
+    name = type(exc).__name__
+    return (name if type(name) is str else "Exception")[:100], text[:_MESSAGE_CAP]
+
+
+def _exported(ns: dict) -> list:
+    return sorted(k for k, v in ns.items()
+                  if type(k) is str and k.isidentifier() and not k.startswith("__") and callable(v))
+
+
+def main() -> None:
+    setup_fd, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
+    setup = wire.receive(setup_fd)
+    os.close(setup_fd)
+    limits.apply(setup["limits"])
+    import builtins
+    builtins.exit = builtins.quit = sys.exit  # -S leaves them undefined; keep the usual behaviour
+    ns = {"__name__": "__candidate__", "__builtins__": builtins}
+    try:
+        exec(compile(setup["solution"], "<solution>", "exec"), ns)
+    except BaseException as e:  # SystemExit too: the solution never got to answer
+        wire.send(answer_fd, ("e",) + _describe(e))
+        os._exit(1)
+    wire.send(answer_fd, ("ready", _exported(ns)))
+    send, receive, encode, write_all = wire.send, wire.receive, wire.encode, wire.write_all
+    while True:
+        try:
+            name, args, kwargs = receive(request_fd)
+        except wire.ChannelError:
+            os._exit(0)  # the test process is done
+        try:
+            fn = ns[name]
+            value = fn(*args, **kwargs)
+            frame = encode(("r", value))
+        except BaseException as e:  # noqa: BLE001 - every failure is an answer
+            frame = encode(("e",) + _describe(e))
+        try:
+            write_all(answer_fd, frame)
+        except OSError:
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

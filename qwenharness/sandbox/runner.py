@@ -1,0 +1,416 @@
+"""Run a generated solution against its tests: two sandboxed processes per sample, one verdict.
+
+For each program the harness starts two processes, each in a bubblewrap sandbox of its own
+(bwrap.py): the *candidate* (child/candidate.py) executes the solution and answers calls; the
+*tester* (child/tester.py) executes the benchmark's test code, calls the candidate's functions
+through a pipe that carries only plain data (child/wire.py), and writes the verdict to a pipe that
+only it holds. The harness reads that verdict, then kills both sandboxes' PID namespaces (so no
+process of the sample survives it) and the sample folders vanish with their mount namespaces.
+
+The time limit is kept on the caller's side: the tester waits for each answer until the sample's
+deadline at most, and the harness kills both sandboxes at the deadline plus a grace period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import IO, Any, Literal
+
+from ..errors import HarnessError
+from . import bwrap
+from .cgroup import Cgroups
+from .child import wire
+
+Status = Literal["passed", "failed", "timeout", "error"]
+Isolation = Literal["bubblewrap", "none"]
+
+GRACE_S = 1.0  # the harness's own deadline is the sample's plus this (the tester reports first)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of each sandboxed process."""
+
+    memory_bytes: int = 2 * 1024**3  # RLIMIT_AS, and the memory cgroup's limit where one can be made
+    file_size_bytes: int = 16 * 1024**2  # RLIMIT_FSIZE: every file it writes, its stdout included
+    open_files: int = 64  # RLIMIT_NOFILE (also bounds memory held in anonymous memory files)
+    processes: int = 64  # RLIMIT_NPROC per sandbox, and the pids cgroup's limit where one can be made
+    sample_folder_bytes: int = 64 * 1024**2  # size of the tmpfs that is the only writable place
+    output_bytes: int = 8192  # captured stdout+stderr kept in the result
+    site_packages: bool = False  # True: the child may import third-party packages (drops -S)
+
+
+@dataclass(frozen=True)
+class TimeoutPolicy:
+    """Wall-clock limit = max(floor, factor x reference run time), at most `ceiling` (evalplus defaults)."""
+
+    floor_s: float = 4.0
+    factor: float = 4.0
+    ceiling_s: float = 60.0
+
+    def limit(self, reference_s: float | None) -> float:
+        if reference_s is None:
+            return self.floor_s
+        return min(self.ceiling_s, max(self.floor_s, self.factor * reference_s))
+
+
+@dataclass(frozen=True)
+class Program:
+    """A solution, run in the candidate's process, and its tests, run in the tester's process.
+
+    `prelude` is trusted code run in the tester before the tests (HumanEval's prompt, whose helpers
+    such as ``poly`` the tests use; MBPP's test imports). The tests see every function the solution
+    defines as a proxy, except names the prelude defines; `entry_point` is always the solution's."""
+
+    solution: str
+    test: str = ""
+    timeout_s: float | None = None  # None: the sandbox policy's floor
+    prelude: str = ""
+    entry_point: str | None = None
+
+
+@dataclass
+class ExecutionResult:
+    status: Status
+    message: str  # "" when passed; the exception line or the reason otherwise
+    duration_s: float
+    timeout_s: float
+    output: str = ""  # the candidate's stdout+stderr, cut at Limits.output_bytes
+    exit_code: int | None = None  # the candidate's; negative: killed by that signal
+    isolation: Isolation = "bubblewrap"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+_SIGNAL_MEANING = {signal.SIGXCPU: "CPU time limit", signal.SIGXFSZ: "file or output size limit",
+                   signal.SIGKILL: "killed: memory limit or the harness"}
+
+
+def _ended(code: int | None, isolated: bool) -> str:
+    """How the candidate's process ended, in words (bwrap passes a signal on as 128 + signal)."""
+    if code is None:
+        return "is still running"
+    sig = -code if code < 0 else (code - 128 if isolated and 128 < code < 160 else 0)
+    if sig:
+        meaning = _SIGNAL_MEANING.get(sig)  # type: ignore[call-overload]
+        return f"was killed by {_signal_name(sig)}" + (f" ({meaning})" if meaning else "")
+    return f"exited with status {code}"
+
+
+@dataclass
+class _Child:
+    proc: subprocess.Popen[bytes]
+    out: IO[bytes]
+    pidfd: int | None = None  # the sandbox's PID 1 (killing it kills every process of the namespace)
+    tmpdir: str | None = None  # unisolated runs only
+    cgroup: list[str] = field(default_factory=list)
+
+
+class Sandbox:
+    """Runs programs, `workers` at a time, each in two bubblewrap sandboxes (or, when explicitly
+    allowed, without isolation: ``isolation == "none"``)."""
+
+    def __init__(self, limits: Limits | None = None, policy: TimeoutPolicy | None = None,
+                 workers: int | None = None, python: str | None = None, allow_unisolated: bool | None = None):
+        self.limits = limits or Limits()
+        self.policy = policy or TimeoutPolicy()
+        # a sample waits on the kernel (namespaces) more than on the CPU: two per core keep it busy
+        self.workers = max(1, workers or 2 * (os.cpu_count() or 1))
+        self.python = os.path.realpath(python or sys.executable)
+        self.instance_id = secrets.token_hex(8)  # in every child's environment as QWENHARNESS_SANDBOX
+        if allow_unisolated is None:
+            allow_unisolated = os.environ.get(bwrap.ALLOW_UNISOLATED_ENV, "") not in ("", "0")
+        if os.name != "posix" or not sys.platform.startswith("linux"):
+            raise HarnessError("the code sandbox needs Linux (namespaces, rlimits)", "run code benchmarks on Linux")
+        if not self.python or not os.access(self.python, os.X_OK):
+            raise HarnessError(f"cannot run the Python interpreter '{self.python}' for the code sandbox",
+                               "run the harness with a working Python (sys.executable) or pass python=")
+        self.bwrap = bwrap.bwrap_path()
+        reason = "bubblewrap (bwrap) is not installed" if self.bwrap is None else None
+        if self.bwrap is not None:
+            why = bwrap.probe(self.bwrap)
+            if why is not None:
+                reason = f"bubblewrap cannot make a sandbox here ({why})"
+        if reason is not None:
+            if not allow_unisolated:
+                raise bwrap.SandboxUnavailable(
+                    f"refusing to run generated code without isolation: {reason}",
+                    f"{bwrap.INSTALL_HINT}, or pass --allow-unisolated (or set {bwrap.ALLOW_UNISOLATED_ENV}=1) "
+                    "to run it unisolated, marked \"isolation\": \"none\" in every record")
+            self.bwrap = None
+        self.isolation: Isolation = "bubblewrap" if self.bwrap else "none"
+        self.cgroups = Cgroups.detect(f"qh-{os.getpid()}-{self.instance_id}") if self.bwrap else None
+
+    # -- one program -------------------------------------------------------------------------
+    def _spawn(self, script: str, fds: list[int], info: tuple[int, int] | None) -> _Child:
+        out = tempfile.TemporaryFile()
+        args = [str(fd) for fd in fds]
+        if self.bwrap is not None and info is not None:
+            cgroup = self.cgroups.create(self.limits.memory_bytes, self.limits.processes) if self.cgroups else []
+            cmd = bwrap.command(self.bwrap, self.python, script, args, site_packages=self.limits.site_packages,
+                                sample_bytes=self.limits.sample_folder_bytes, info_fd=info[1],
+                                marker=self.instance_id)
+            env = {"PATH": "/usr/bin:/bin"}
+            if cgroup:  # join the cgroups before bwrap starts anything
+                env["QH_CGROUP_PROCS"] = " ".join(p + "/cgroup.procs" for p in cgroup)
+                cmd = ["/bin/sh", "-c", 'for p in $QH_CGROUP_PROCS; do echo 0 > "$p" || exit 125; done; exec "$@"',
+                       "sh", *cmd]
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env=env, pass_fds=(*fds, info[1]), start_new_session=True)
+            except BaseException:
+                out.close()
+                if self.cgroups:
+                    self.cgroups.remove(cgroup)
+                raise
+            return _Child(proc, out, cgroup=cgroup)
+        tmpdir = os.path.realpath(tempfile.mkdtemp(prefix="qh-sandbox-"))
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmpdir, "TMPDIR": tmpdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+               "QWENHARNESS_SANDBOX": self.instance_id}
+        flags = ["-I", "-B"] + ([] if self.limits.site_packages else ["-S"])
+        cmd = [self.python, *flags, str(bwrap.CHILD_DIR / script), *args]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=tmpdir, pass_fds=tuple(fds), start_new_session=True)
+        return _Child(proc, out, tmpdir=tmpdir)
+
+    def _child_limits(self, timeout: float, candidate: bool) -> dict[str, int]:
+        lim = self.limits
+        return {"memory": lim.memory_bytes, "cpu_s": int(timeout) + 2, "file_size": lim.file_size_bytes,
+                "open_files": lim.open_files if candidate else 256, "processes": lim.processes}
+
+    def run(self, program: Program) -> ExecutionResult:
+        timeout = program.timeout_s if program.timeout_s is not None else self.policy.floor_s
+        isolated = self.bwrap is not None
+        opened: list[int] = []
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe()
+            opened.extend((r, w))
+            return r, w
+
+        def close(fd: int) -> None:
+            if fd in opened:
+                opened.remove(fd)
+                os.close(fd)
+
+        children: list[_Child] = []
+        start = time.perf_counter()
+        try:
+            c_setup, t_setup, request, answer, verdict = pipe(), pipe(), pipe(), pipe(), pipe()
+            c_info, t_info = (pipe(), pipe()) if isolated else (None, None)
+            candidate = self._spawn("candidate.py", [c_setup[0], request[0], answer[1]], c_info)
+            children.append(candidate)
+            tester = self._spawn("tester.py", [t_setup[0], request[1], answer[0], verdict[1]], t_info)
+            children.append(tester)
+            for fd in (c_setup[0], request[0], answer[1], t_setup[0], request[1], answer[0], verdict[1]):
+                close(fd)
+            for info in (c_info, t_info):
+                if info is not None:
+                    close(info[1])
+            _send_setup(c_setup[1], {"solution": program.solution, "limits": self._child_limits(timeout, True)})
+            close(c_setup[1])
+            _send_setup(t_setup[1], {"prelude": program.prelude, "test": program.test,
+                                     "entry_point": program.entry_point, "timeout_s": timeout,
+                                     "limits": self._child_limits(timeout, False)})
+            close(t_setup[1])
+            if isolated:
+                for child, info in ((candidate, c_info), (tester, t_info)):
+                    assert info is not None
+                    child.pidfd = _sandbox_init(info[0], child.proc.pid)
+                    close(info[0])
+            try:
+                found = wire.receive(verdict[0], deadline=time.monotonic() + timeout + GRACE_S)
+                duration = time.perf_counter() - start
+                status, message = _read_verdict(found)
+            except wire.ChannelTimeout:
+                duration = time.perf_counter() - start
+                status, message = "timeout", "wall-clock time limit exceeded"
+            except wire.ChannelError:
+                duration = time.perf_counter() - start
+                code = _wait_briefly(tester.proc)
+                status, message = "error", f"the test process ended without a verdict: it {_ended(code, isolated)}"
+            if status == "error" and message.startswith("the candidate process"):
+                message = f"the candidate process ended: it {_ended(_wait_briefly(candidate.proc), isolated)}"
+        finally:
+            for fd in list(opened):
+                close(fd)
+            for child in children:
+                self._end(child)
+        output = _read_output(candidate.out, self.limits.output_bytes) if children else ""
+        for child in children:
+            child.out.close()
+        return ExecutionResult(status=status, message=message, duration_s=duration, timeout_s=timeout,
+                               output=output, exit_code=candidate.proc.returncode, isolation=self.isolation)
+
+    def _end(self, child: _Child) -> None:
+        """Kill everything the child started and wait until it is gone."""
+        if child.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(child.pidfd)
+            child.pidfd = None
+        if child.proc.returncode is None:
+            try:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        child.proc.wait()
+        if child.tmpdir is not None:
+            shutil.rmtree(child.tmpdir, ignore_errors=True)
+        if child.cgroup and self.cgroups:
+            self.cgroups.remove(child.cgroup)
+
+    # -- many programs -----------------------------------------------------------------------
+    def run_many(self, programs: Sequence[Program],
+                 on_result: Callable[[int, ExecutionResult], None] | None = None) -> list[ExecutionResult]:
+        """Run programs in parallel (bounded by `workers`); results in input order."""
+        results: list[ExecutionResult | None] = [None] * len(programs)
+        lock = threading.Lock()
+
+        def job(i: int) -> None:
+            r = self.run(programs[i])
+            results[i] = r
+            if on_result is not None:
+                with lock:
+                    on_result(i, r)
+
+        if len(programs) <= 1 or self.workers == 1:
+            for i in range(len(programs)):
+                job(i)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
+                for f in [pool.submit(job, i) for i in range(len(programs))]:
+                    f.result()
+        return [r for r in results if r is not None]
+
+    def run_scaled(self, programs: Sequence[Program],
+                   references: Sequence[Program | None]) -> list[ExecutionResult]:
+        """Run with the policy's floor first; a program that times out is rerun with
+        max(floor, factor x its reference's run time) when that is longer (reference timed lazily,
+        cached per process), so the references run only for problems where a sample was slow."""
+        if len(references) != len(programs):
+            raise ValueError("run_scaled needs one reference (or None) per program")
+        first = [replace(p, timeout_s=self.policy.floor_s) if p.timeout_s is None else p for p in programs]
+        results = self.run_many(first)
+        redo: list[int] = []
+        limits: dict[int, float] = {}
+        for i, r in enumerate(results):
+            ref = references[i]
+            if r.status == "timeout" and ref is not None:
+                limit = self.policy.limit(self.reference_time(ref))
+                if limit > r.timeout_s:
+                    redo.append(i)
+                    limits[i] = limit
+        if redo:
+            again = self.run_many([replace(programs[i], timeout_s=limits[i]) for i in redo])
+            for i, r in zip(redo, again):
+                results[i] = r
+        return results
+
+    def reference_time(self, reference: Program) -> float | None:
+        """Wall time of a reference solution in this sandbox (cached per process); None if it fails."""
+        key = hashlib.sha256("\0".join((reference.prelude, reference.solution, reference.test,
+                                        reference.entry_point or "")).encode()).hexdigest()
+        with _REFERENCE_LOCK:
+            if key in _REFERENCE_TIMES:
+                return _REFERENCE_TIMES[key]
+        r = self.run(replace(reference, timeout_s=self.policy.ceiling_s))
+        value = r.duration_s if r.passed else None
+        with _REFERENCE_LOCK:
+            _REFERENCE_TIMES[key] = value
+        return value
+
+
+_REFERENCE_TIMES: dict[str, float | None] = {}
+_REFERENCE_LOCK = threading.Lock()
+
+
+def _send_setup(fd: int, setup: dict[str, Any]) -> None:
+    try:
+        wire.send(fd, setup)
+    except (BrokenPipeError, OSError):
+        pass  # the child died before reading; the verdict (or its absence) tells the story
+
+
+def _read_verdict(found: Any) -> tuple[Status, str]:
+    if (type(found) is dict and found.get("status") in ("passed", "failed", "timeout", "error")
+            and type(found.get("message")) is str):
+        return found["status"], found["message"]
+    return "error", "the test process sent a malformed verdict"
+
+
+def _sandbox_init(info_fd: int, bwrap_pid: int) -> int | None:
+    """A pidfd of the sandbox's PID 1, read from bwrap's --info-fd; None if it is already gone."""
+    data = b""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([info_fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        try:
+            pid = int(json.loads(data)["child-pid"])
+            break
+        except (ValueError, KeyError, TypeError):
+            continue
+    else:
+        return None
+    try:
+        pid = int(json.loads(data)["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+    # the pid may have been reused if PID 1 already ended; it is ours only while bwrap is its parent
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        ppid = -1
+    if ppid != bwrap_pid:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def _wait_briefly(proc: subprocess.Popen[bytes], seconds: float = 0.5) -> int | None:
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _read_output(out: IO[bytes], cap: int) -> str:
+    out.seek(0)
+    return out.read(cap).decode("utf-8", "replace")
