@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import HarnessError
+from .errors import HarnessError, storage_error
 
 COMMANDS = ("models", "presets", "datasets", "evaluate", "score", "bench", "compare", "report")
 
@@ -31,13 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+# Commands that start processes (engines, sandboxed programs) run under qwenharness.lifetime's
+# guard when started from the command line, so those processes die with the command however it ends.
+SUPERVISED = frozenset({"evaluate", "bench", "score"})
+
+
+def main(argv: list[str] | None = None, *, supervise: bool | None = None) -> int:
+    """Run one command. `supervise` (default: when argv comes from the command line) runs the
+    commands in SUPERVISED in a guarded worker process (see qwenharness.lifetime)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (argv is None if supervise is None else supervise) and args.command in SUPERVISED:
+        from .lifetime import run_supervised
+
+        return run_supervised(lambda: _dispatch(args))
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except HarnessError as e:
         print(f"qwenharness: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a disk error that no lower layer named: still one line
+        err = storage_error(e)
+        if err is None:
+            raise
+        print(f"qwenharness: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qwenharness: interrupted; finished samples are saved, rerun with --resume to continue",

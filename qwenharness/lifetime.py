@@ -1,0 +1,284 @@
+"""Process lifetime: whatever a command starts (engine processes, sandboxed programs, their
+helpers) dies with the command, however the command dies, and leaves no temporary folder behind.
+
+A command that starts processes runs *supervised* (`run_supervised`): the process the user started
+becomes a small *guard* that forks the *worker* doing the work, then only waits for it.
+
+* The guard is killed (``kill -9`` included): the worker holds the read end of a pipe whose only
+  write end is the guard's; a thread of the worker sees it close, stops the worker's writes
+  (`results.WRITE_GUARD`, so no record is half-written and no sample is recorded as an error
+  because its engine was killed), kills the worker's whole process tree and exits.
+* The worker is killed: the guard is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so the
+  worker's orphans (vLLM's EngineCore, its resource tracker, ...) become the guard's children; the
+  guard kills them and exits with the worker's status. (The guard reaps orphans as they end; the
+  worker is no subreaper, since nothing there would reap the sandbox's orphaned bwrap processes.)
+* The command ends normally: the guard gives leftovers a moment to exit, then kills them.
+* Temporary files: the worker's ``TMPDIR`` is a private folder ``<tmp>/qwenharness-<pid>-*`` that
+  the survivor removes; a command that starts sweeps the folders of guards that are gone (both
+  processes killed at once, e.g. by the OOM killer or ``kill -9`` of the process group).
+
+Signals: Ctrl-C reaches the whole foreground process group, so the worker sees it directly (the
+guard ignores a terminal's SIGINT); SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the guard alone are
+passed on to the worker. Linux only; elsewhere, or with ``QWENHARNESS_SUPERVISE=0``, the command
+runs unsupervised in the calling process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import getpass
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SUPERVISE_ENV = "QWENHARNESS_SUPERVISE"
+TMP_PREFIX = "qwenharness-"
+OWNER_FILE = ".owner"
+GRACE_S = 3.0  # leftovers get this long to exit by themselves after a normal end
+_PR_SET_CHILD_SUBREAPER = 36
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's Ctrl-C)
+
+
+def supported() -> bool:
+    return sys.platform.startswith("linux") and os.environ.get(SUPERVISE_ENV, "1") != "0"
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants of this process its children instead of init's."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+# -- process trees ------------------------------------------------------------------------------
+
+def live_descendants(pid: int) -> list:
+    """Descendants of `pid` that are still running (zombies excluded), as psutil.Process objects."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out = []
+    for child in children:
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.Error:
+            continue
+    return out
+
+
+def kill_tree(pid: int, *, timeout: float = 5.0) -> int:
+    """SIGKILL every descendant of `pid` (not `pid` itself) until none is left running; returns how
+    many were signalled. Repeats because a process may start a child while its siblings die."""
+    import psutil
+
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs = live_descendants(pid)
+        if not procs:
+            break
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed.add(proc.pid)
+        psutil.wait_procs(procs, timeout=0.5)
+    return len(killed)
+
+
+def _reap_children() -> None:
+    """Collect exited children (the guard's orphans) so they do not linger as zombies."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+# -- private temporary folders --------------------------------------------------------------------
+
+def system_tmp() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def _process_start(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def make_private_tmp(root: Path | None = None) -> Path:
+    """A fresh folder for one command's temporary files, with an owner file for the sweep."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=root or system_tmp()))
+    (folder / OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
+    return folder
+
+
+def sweep_stale_tmp(root: Path | None = None, *, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the private folders of commands whose guard is gone; returns what was removed."""
+    removed = []
+    for folder in (root or system_tmp()).glob(f"{TMP_PREFIX}*-*"):
+        m = re.fullmatch(rf"{TMP_PREFIX}(\d+)-\w+", folder.name)
+        if not m or not folder.is_dir():
+            continue
+        try:
+            pid_s, start_s = (folder / OWNER_FILE).read_text().split()
+            started = _process_start(int(pid_s))
+            alive = started is not None and (start_s == "None" or abs(started - float(start_s)) < 1.0)
+        except (OSError, ValueError):  # no owner file yet: a guard that is starting, unless old
+            try:
+                alive = time.time() - folder.stat().st_mtime < min_age_s
+            except OSError:
+                continue
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _use_tmp(folder: Path) -> None:
+    """Point this process and its children at `folder` for temporary files; caches that live in
+    the temporary directory by default (TorchInductor's) keep their usual place."""
+    user = re.sub(r'[\\/:*?"<>|]', "_", getpass.getuser())
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(system_tmp() / f"torchinductor_{user}"))
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+
+
+# -- the guard and the worker ---------------------------------------------------------------------
+
+def run_supervised(work: Callable[[], int]) -> int:
+    """Run `work` in a forked worker this process guards; returns the worker's exit status
+    (128 + N if a signal N ended it). Call it before any thread is started."""
+    if not supported():
+        return work()
+    with contextlib.suppress(Exception):
+        sweep_stale_tmp()
+    tmp = make_private_tmp()
+    set_child_subreaper()
+    read_end, write_end = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_FORWARDED, signal.SIGCHLD})
+    pid = os.fork()
+    if pid == 0:  # the worker
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(write_end)
+        code = 1
+        try:
+            _use_tmp(tmp)
+            _watch_guard(read_end, tmp)
+            code = int(work() or 0)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # noqa: BLE001 - report as Python would, then exit
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        # Never return into the guard's caller: end the interpreter here, the normal way (atexit
+        # handlers, e.g. vLLM's and multiprocessing's, still run).
+        raise SystemExit(code)
+    os.close(read_end)
+    try:
+        status = _guard(pid)
+    finally:
+        kill_leftovers(os.getpid(), grace=GRACE_S)
+        _reap_children()
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(write_end)
+        while signal.sigtimedwait(_FORWARDED, 0) is not None:
+            pass  # drop what arrived meanwhile (a Ctrl-C the worker has handled)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    return status
+
+
+def _guard(worker: int) -> int:
+    """Wait for the worker, reaping the orphans that land here meanwhile and passing on the
+    signals sent to the guard alone."""
+    while True:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return 1  # cannot happen while the worker is ours
+            if pid == 0:
+                break
+            if pid == worker:
+                return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        info = signal.sigtimedwait({*_FORWARDED, signal.SIGCHLD}, 0.5)
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
+            continue  # a terminal's Ctrl-C: the worker, in the same process group, has it already
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, info.si_signo)
+
+
+def kill_leftovers(pid: int, *, grace: float) -> None:
+    """After the worker ended: give its leftovers `grace` seconds, then SIGTERM, then SIGKILL."""
+    import psutil
+
+    procs = live_descendants(pid)
+    if not procs:
+        return
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=1.0)
+    kill_tree(pid)
+
+
+def _watch_guard(read_end: int, tmp: Path) -> None:
+    """In the worker: when the guard's pipe closes (the guard died), end everything."""
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(read_end, 1):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        _die(tmp)
+
+    threading.Thread(target=watch, name="qwenharness-guard-watch", daemon=True).start()
+
+
+def _die(tmp: Path) -> None:
+    """The guard is gone: let a write in progress end, block further writes, kill every descendant,
+    remove the temporary folder and exit (status 137, as the guard's kill -9)."""
+    from .results import WRITE_GUARD
+
+    WRITE_GUARD.acquire(timeout=10.0)  # held until exit: no record after this point
+    with contextlib.suppress(Exception):
+        sys.stderr.write("qwenharness: the supervising process died; stopping the run and its engine "
+                         "(finished samples are saved; rerun with the same run id to continue)\n")
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)  # what the main thread prints while it dies is noise
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    with contextlib.suppress(Exception):
+        kill_tree(os.getpid())
+    shutil.rmtree(tmp, ignore_errors=True)
+    os._exit(137)
