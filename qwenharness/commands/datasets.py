@@ -1,6 +1,7 @@
 """`qwenharness datasets`: the dataset manager (the seed's manage_datasets.py).
 
-  --summary (default)  per dataset: status (local / cached / missing), rows, size, source
+  --summary (default)  per dataset: status (local / cached / missing), rows, size, source; every line
+                       is parsed (exit 1 if a file has a malformed line; schemas: --check)
   --list               the registry: Hub id, config, splits, local files, task kind
   --check              read every split in full and check its schema and row count (exit 1 on a problem)
   --download           fetch from the Hub into the cache (needs network)
@@ -71,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(names: list[str], data_dir: str | None, as_json: bool) -> int:
     rows = summary(data_dir, names)
+    code = 0 if all(r["parses"] for r in rows) else 1
     if as_json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return code
     local = resolve_data_dir(data_dir)
     table = Table(title="qwenharness datasets")
     for col in ("dataset", "status", "split", "rows", "size", "other splits", "source"):
@@ -87,7 +89,8 @@ def _summary(names: list[str], data_dir: str | None, as_json: bool) -> int:
         others = ", ".join(f"{s} {'-' if n is None else n}" for s, n in r["split_rows"].items()
                            if s != r["eval_split"])
         source = r["source"] if r["status"] != "missing" else f"Hub: {r['source']}"
-        table.add_row(r["name"], f"[{style[r['status']]}]{r['status']}[/]", escape(r["eval_split"]), rows_text,
+        status = f"[{style[r['status']]}]{r['status']}[/]" if r["parses"] else f"[red]{r['status']}, malformed[/]"
+        table.add_row(r["name"], status, escape(r["eval_split"]), rows_text,
                       _size(r["size_bytes"]), escape(others or "-"), escape(source))
     console = _console()
     console.print(table)
@@ -100,7 +103,10 @@ def _summary(names: list[str], data_dir: str | None, as_json: bool) -> int:
     if counts["missing"]:
         console.print("missing datasets load from the Hub when the machine is online; offline, pass "
                       "--data-dir or set QWENHARNESS_DATA_DIR to a folder of local files")
-    return 0
+    bad = [r["name"] for r in rows if not r["parses"]]
+    console.print(f"[red]malformed lines in {', '.join(bad)}: re-copy or re-download those files[/red]" if bad
+                  else "every line of every local file parses as JSON (schemas and row counts: --check)")
+    return code
 
 
 def _list(names: list[str], as_json: bool) -> int:

@@ -289,17 +289,20 @@ class DatasetStatus:
     size_bytes: int
     source: str  # the folder read from, or the Hub source the loader would use
     problems: list[str] = field(default_factory=list)
+    parses: bool = True  # every line of every local file is valid JSON (schema checks: --check)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) -> DatasetStatus:
-    """Where a dataset's files are, their row counts and size, without parsing them."""
+    """Where a dataset's files are, their row counts and size; every line is parsed as JSON (a
+    malformed one is a problem and `parses` is False). Schema checks are `verify_dataset`'s."""
     spec = get_dataset_spec(name)
     split_rows: dict[str, int | None] = {}
     size = 0
     problems: list[str] = []
+    parses = True
     main: tuple[str, Path] | None = None
     for split, expected in spec.splits.items():
         found = find_split_file(name, split, data_dir)
@@ -309,18 +312,23 @@ def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) ->
         status, path = found
         if split == spec.eval_split:
             main = found
-        rows = count_rows(path)
+        try:
+            rows = sum(1 for _ in read_jsonl(path))
+        except DataError as e:
+            rows = count_rows(path)
+            problems.append(e.problem)
+            parses = False
         split_rows[split] = rows
         size += path.stat().st_size
         if rows != expected:
             problems.append(f"{path}: {rows} rows, expected {expected}")
     if main is None:
         return DatasetStatus(name, "missing", spec.eval_split, None, spec.splits[spec.eval_split], split_rows,
-                             size, spec.hub_source(), problems)
+                             size, spec.hub_source(), problems, parses)
     problems[:0] = [f"split {s} missing" for s, n in split_rows.items() if n is None]
     status, path = main
     return DatasetStatus(name, status, spec.eval_split, split_rows[spec.eval_split],
-                         spec.splits[spec.eval_split], split_rows, size, str(path.parent), problems)
+                         spec.splits[spec.eval_split], split_rows, size, str(path.parent), problems, parses)
 
 
 def summary(data_dir: str | os.PathLike[str] | None = None,
