@@ -271,7 +271,10 @@ class Evaluator:
             m.update(fields)
             m.setdefault("created_at", started)
             m.setdefault("invocations", []).append(dict(self._invocation))
-        self.store.mutate_manifest(start)
+        manifest = self.store.mutate_manifest(start)
+        resumed = len(manifest["invocations"]) > 1
+        self._say(f"run [bold]{self.store.paths.run_id}[/bold] -> {self.store.run_dir}"
+                  + (" (resuming)" if resumed else ""))
 
     def _update_invocation(self, **changes: Any) -> None:
         """Change this process's entry in the manifest's `invocations` (found by its id)."""
@@ -324,13 +327,15 @@ class Evaluator:
                 self._update_invocation(waited_for=[*self._invocation["waited_for"], f"{model}/{preset}/{dataset}"])
                 self.evaluate(model, preset, dataset, config, wait=True)
             self.store.write_summaries()
-            status = "done" if all(r.ok for r in self.results) else "done with failures"
+            self._end_manifest("done" if all(r.ok for r in self.results) else "done with failures")
+            status = "ended"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
-            with contextlib.suppress(StorageError):  # a full disk: the first error is the one to report
-                self._end_manifest(status)
+            if status != "ended":
+                with contextlib.suppress(StorageError):  # a full disk: the first error is the one to report
+                    self._end_manifest(status)
             if self._own_pool:
                 self.pool.close()
         return self.results

@@ -142,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
     previous = read_json(manifest_path).get("settings") if manifest_path.exists() else None
     settings = build_settings(args, previous)
     console = Console(stderr=True)
-    console.print(f"run [bold]{paths.run_id}[/bold] -> {paths.run_dir}"
-                  + (" (resuming)" if previous else ""))
-    evaluator = Evaluator(settings, paths, console=console)
+    evaluator = Evaluator(settings, paths, console=console)  # says "run ID -> DIR" once its manifest is written
     results = evaluator.run()
     Console(width=max(Console().width, 140)).print(summary_table(results))
     console.print(f"results: {paths.run_dir}  summaries: {paths.summary_dir / 'latest_summary.json'}, "
