@@ -10,8 +10,19 @@ new folder and an unchanged one is reused. The build happens in a temporary fold
 into place, so a crash never leaves half a model behind.
 
 `build_dummy_model_dir(spec, path)` writes what vLLM needs to run a real registry architecture with
-`load_format="dummy"` (random weights, no download): its config.json and a WordLevel tokenizer that
-maps `t0 ... t{vocab-1}` to ids, for token-id prompts.
+`load_format="dummy"` (random weights, no download): its config.json and a tokenizer. The tokenizer
+is the real Qwen one where `qwenharness.dummy_tokenizer` finds it (extracted from the
+qwen2.5_coder_1.5b GGUF; Qwen2.5, Qwen3 and Qwen v1 share its vocabulary), so dataset text tokenizes
+to realistic lengths; otherwise a WordLevel tokenizer that maps `t0 ... t{vocab-1}` to ids, for
+token-id prompts.
+
+Qwen (v1), `QWenLMHeadModel`: vLLM dropped that class after 0.23.0 (0.26's registry lists it under
+`_PREVIOUSLY_SUPPORTED_MODELS`), and its config needs remote code that is not available offline. Its
+dummy folder is therefore a `Qwen2ForCausalLM` config with Qwen v1's shapes: full multi-head
+attention (kv heads = heads), qkv bias, untied embeddings, rope base 10000, RMSNorm, SwiGLU of the
+same width. Within the model's `seq_length` (where Qwen v1's dynamic-NTK and log-n scaling are
+inactive) that is the same computation, so load time, speed and memory are Qwen v1's; the folder's
+`qwenharness_build.json` says `stand_in_for: QWenLMHeadModel`.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import dummy_tokenizer as dt
 from .errors import ConfigError, UnknownNameError
 from .models import ModelSpec, get_model_spec, is_tiny
 
@@ -140,49 +152,101 @@ def build_tiny_model_dir(spec: ModelSpec, path: Path, *, corpus: list[tuple[str,
     })
 
 
-def build_dummy_model_dir(spec: ModelSpec, path: str | Path) -> Path:
-    """Write config.json and a WordLevel tokenizer for vLLM's `load_format="dummy"`; return `path`.
+QWEN_V1_ARCHITECTURE = "QWenLMHeadModel"
+QWEN_V1_STAND_IN = "Qwen2ForCausalLM"
+QWEN_V1_ROPE_THETA = 10000.0  # Qwen-7B/14B config.json rotary_emb_base
+DUMMY_ARCHITECTURES = ("Qwen3ForCausalLM", "Qwen2ForCausalLM", QWEN_V1_ARCHITECTURE)
 
-    Only Qwen2/Qwen3 architectures are supported: Qwen (v1) needs its remote code to parse a config.
-    """
-    if spec.architecture not in ("Qwen3ForCausalLM", "Qwen2ForCausalLM"):
+
+def dummy_hf_config(spec: ModelSpec, *, bos_id: int, eos_id: int) -> dict[str, Any]:
+    """The config.json of a dummy folder: the published shape, Qwen v1 as its Qwen2 stand-in."""
+    cfg = hf_config(spec, bos_id=bos_id, eos_id=eos_id, dtype=spec.default_dtype)
+    if spec.architecture == QWEN_V1_ARCHITECTURE:
+        cfg.update(architectures=[QWEN_V1_STAND_IN], model_type="qwen2", rope_theta=QWEN_V1_ROPE_THETA,
+                   qwenharness_stand_in_for=QWEN_V1_ARCHITECTURE)
+    return cfg
+
+
+def build_dummy_model_dir(spec: ModelSpec, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
+    """Write config.json and a tokenizer for vLLM's `load_format="dummy"`; return `path`.
+
+    `tokenizer_dir`: a folder with the real Qwen tokenizer (`qwenharness.dummy_tokenizer`); None
+    writes the WordLevel placeholder tokenizer (token-id prompts only)."""
+    if spec.architecture not in DUMMY_ARCHITECTURES:
         raise ConfigError(
             f"dummy weights are not supported for {spec.name} ({spec.architecture})",
-            "use a Qwen2/Qwen3 model (e.g. qwen3_8b) with load_format dummy, or real weights",
+            "use one of the seed's Qwen models (architectures " + ", ".join(DUMMY_ARCHITECTURES)
+            + ") with load_format dummy, or real weights",
         )
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is not None:
+        source = _copy_real_tokenizer(spec, Path(tokenizer_dir), path)
+        bos, eos, eos_list = dt.ENDOFTEXT_ID, dt.IM_END_ID, [dt.IM_END_ID, dt.ENDOFTEXT_ID]
+    else:
+        source = _write_wordlevel_tokenizer(spec, path)
+        bos = eos = spec.vocab_size - 1
+        eos_list = eos
+    _write_json(path / "config.json", dummy_hf_config(spec, bos_id=bos, eos_id=eos))
+    _write_json(path / "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos_list})
+    _write_json(path / "qwenharness_build.json", {
+        "model": spec.name, "load_format": "dummy", "tokenizer": source,
+        "stand_in_for": QWEN_V1_ARCHITECTURE if spec.architecture == QWEN_V1_ARCHITECTURE else None,
+    })
+    return path
+
+
+def _write_wordlevel_tokenizer(spec: ModelSpec, path: Path) -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
     vocab = {f"t{i}": i for i in range(spec.vocab_size)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.save(str(path / "tokenizer.json"))
     eos = spec.vocab_size - 1
-    _write_json(path / "config.json", hf_config(spec, bos_id=eos, eos_id=eos, dtype=spec.default_dtype))
-    _write_json(path / "generation_config.json", {"bos_token_id": eos, "eos_token_id": eos})
     _write_json(path / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": f"t{eos}", "pad_token": f"t{eos}",
         "unk_token": "t0", "model_max_length": spec.context_length,
     })
-    return path
+    return "wordlevel placeholder (t0 ... t{vocab-1})"
+
+
+def _copy_real_tokenizer(spec: ModelSpec, source: Path, path: Path) -> str:
+    """The real tokenizer's files; Qwen3 folders get the Qwen3-style template (enable_thinking)."""
+    shutil.copyfile(source / "tokenizer.json", path / "tokenizer.json")
+    config = json.loads((source / "tokenizer_config.json").read_text()) if (source / "tokenizer_config.json").is_file() else {}
+    config.pop("chat_template", None)
+    config.update(eos_token=IM_END, pad_token=ENDOFTEXT, bos_token=None, add_bos_token=False,
+                  model_max_length=spec.context_length)
+    config.setdefault("tokenizer_class", "Qwen2Tokenizer")
+    _write_json(path / "tokenizer_config.json", config)
+    template = source / "chat_template.jinja"
+    if spec.architecture == "Qwen3ForCausalLM" or not template.is_file():
+        (path / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    else:
+        shutil.copyfile(template, path / "chat_template.jinja")
+    return f"real Qwen2.5 tokenizer from {source} ({dt.fingerprint(source)})"
 
 
 def dummy_model_dir(spec: ModelSpec, cache_dir: str | Path | None = None) -> Path:
-    """A cached dummy-weight folder for `spec` (built on first use)."""
-    digest = hashlib.sha256(json.dumps(hf_config(spec, bos_id=0, eos_id=0), sort_keys=True).encode()).hexdigest()[:12]
+    """A cached dummy-weight folder for `spec` (built on first use), with the real Qwen tokenizer when
+    `qwenharness.dummy_tokenizer.find_real_tokenizer()` finds one."""
+    tokenizer_dir = dt.find_real_tokenizer()
+    recipe = {"config": dummy_hf_config(spec, bos_id=0, eos_id=0),
+              "tokenizer": dt.fingerprint(tokenizer_dir) if tokenizer_dir else "wordlevel"}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     target = root / f"dummy-{spec.name}-{digest}"
-    if (target / "tokenizer_config.json").is_file():
+    if (target / "qwenharness_build.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".dummy-{spec.name}-", dir=root))
     try:
-        build_dummy_model_dir(spec, tmp)
+        build_dummy_model_dir(spec, tmp, tokenizer_dir)
         try:
             tmp.rename(target)
         except OSError:
-            if not (target / "tokenizer_config.json").is_file():
+            if not (target / "qwenharness_build.json").is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,6 +87,11 @@ class EncodedPair:
 
 
 def encode_pair(tokenizer: Any, request: LoglikelihoodRequest, prefix_id: int) -> EncodedPair:
+    """Split context and continuation tokens as lm-evaluation-harness does (see `encode_pairs`)."""
+    return encode_pairs(tokenizer, [request], prefix_id)[0]
+
+
+def encode_pairs(tokenizer: Any, requests: Sequence[LoglikelihoodRequest], prefix_id: int) -> list[EncodedPair]:
     """Split context and continuation tokens as lm-evaluation-harness does.
 
     Trailing spaces of the context move to the continuation; the whole string is encoded at once and
@@ -94,29 +99,41 @@ def encode_pair(tokenizer: Any, request: LoglikelihoodRequest, prefix_id: int) -
     the boundary counts as continuation. Where the whole encoding does not start with the context's
     (a boundary merge), the split moves back to where they part, so the continuation is never empty.
     An empty context becomes the prefix token.
-    """
-    def enc(text: str) -> list[int]:
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    context, continuation = request.context, request.continuation
-    if not continuation:
-        raise EngineError("a log-likelihood request has an empty continuation",
-                          "give every request a non-empty continuation")
-    if not context:
-        return EncodedPair([prefix_id], enc(continuation))
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = enc(context + continuation)
-    ctx = enc(context)
-    split = len(ctx)
-    if whole[:split] != ctx:
-        # A token straddles the boundary and BPE merged differently (e.g. "):" + "\n\n" -> ")" ":\n\n"):
-        # the continuation starts at the first token where the two encodings part.
-        split = next((i for i, (a, b) in enumerate(zip(whole, ctx)) if a != b), min(len(whole), len(ctx)))
-    split = min(split, len(whole) - 1)  # never an empty continuation
-    return EncodedPair(whole[:split], whole[split:])
+    All distinct texts of the batch are encoded in one tokenizer call (the fast tokenizer spreads a
+    batch over the CPU cores), and a context shared by several requests (the choices of one
+    multiple-choice question) is encoded once.
+    """
+    parts: list[tuple[str | None, str]] = []  # None: empty context (scored after the prefix token)
+    for request in requests:
+        context, continuation = request.context, request.continuation
+        if not continuation:
+            raise EngineError("a log-likelihood request has an empty continuation",
+                              "give every request a non-empty continuation")
+        if not context:
+            parts.append((None, continuation))
+            continue
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        parts.append((context, continuation))
+    texts = list(dict.fromkeys(t for c, k in parts for t in ((k,) if c is None else (c + k, c))))
+    encoded = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
+    pairs = []
+    for context, continuation in parts:
+        if context is None:
+            pairs.append(EncodedPair([prefix_id], list(encoded[continuation])))
+            continue
+        whole, ctx = list(encoded[context + continuation]), encoded[context]
+        split = len(ctx)
+        if whole[:split] != list(ctx):
+            # A token straddles the boundary and BPE merged differently (e.g. "):" + "\n\n" -> ")" ":\n\n"):
+            # the continuation starts at the first token where the two encodings part.
+            split = next((i for i, (a, b) in enumerate(zip(whole, ctx)) if a != b), min(len(whole), len(ctx)))
+        split = min(split, len(whole) - 1)  # never an empty continuation
+        pairs.append(EncodedPair(whole[:split], whole[split:]))
+    return pairs
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ from ..errors import EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
 from .base import EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
-from .common import check_lengths, encode_pair, prefix_token_id, prompt_token_ids, render_chat
+from .common import check_lengths, encode_pairs, prefix_token_id, prompt_token_ids, render_chat
 
 INSTALL_HINT = (
     "on a CUDA machine: pip install 'qwenharness[vllm]'; on a CPU machine see README 'vLLM on the CPU': "
@@ -60,6 +60,26 @@ def _drop_stored_import_traceback() -> None:
             audio._torchcodec_import_exc = exc.with_traceback(None)
 
 
+QWEN_V1 = "QWenLMHeadModel"
+
+
+def check_architecture(vllm: Any, config: ResolvedConfig) -> None:
+    """Refuse, with the way out, an architecture this vLLM no longer has: Qwen (v1)'s QWenLMHeadModel
+    left vLLM after 0.23.0. Dummy weights are unaffected: their folder is a Qwen2 stand-in (tiny.py)."""
+    if config.model.architecture != QWEN_V1 or config.load_format == "dummy":
+        return
+    try:
+        archs = set(vllm.ModelRegistry.get_supported_archs())
+    except Exception:  # noqa: BLE001 - no registry to ask: let vLLM decide
+        return
+    if QWEN_V1 not in archs:
+        raise EngineError(
+            f"vLLM {getattr(vllm, '__version__', '?')} cannot run {config.model.name}: it has no {QWEN_V1} "
+            "(Qwen v1 was dropped after vLLM 0.23.0) and Qwen v1's config needs its remote code",
+            "use --backend hf (transformers with trust_remote_code and tiktoken), vLLM 0.23 or older, or "
+            "--load-format dummy (a Qwen2 stand-in of the same shapes, for speed and memory)")
+
+
 def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
     """The `vllm.LLM` keyword arguments of a resolved configuration."""
     kwargs: dict[str, Any] = {
@@ -96,6 +116,7 @@ class VLLMEngine:
                 "close it (engine.close()) before opening another; the engine pool does this for you",
             )
         vllm = import_vllm()
+        check_architecture(vllm, config)
         from transformers import AutoTokenizer
 
         self.config = config
@@ -157,7 +178,7 @@ class VLLMEngine:
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
         llm = self._require_open()
-        pairs = [encode_pair(self.tokenizer, r, self.prefix_id) for r in requests]
+        pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The scored sequence must fit max_model_len with room for the one token vLLM generates.
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qwenharness.errors import ConfigError, UnknownNameError
+from qwenharness.errors import UnknownNameError
 from qwenharness.models import get_model_spec
-from qwenharness.tiny import build_dummy_model_dir, ensure_tiny_model
+from qwenharness.tiny import ensure_tiny_model
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -98,17 +98,3 @@ def test_chat_template_with_and_without_thinking(tokenizer) -> None:
                           {"role": "user", "content": "Again"}]
     text = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=False)
     assert "hmm" not in text and "<|im_start|>assistant\nHello<|im_end|>\n" in text
-
-
-def test_dummy_folder_for_a_real_architecture(tmp_path: Path) -> None:
-    from transformers import AutoConfig, AutoTokenizer
-
-    spec = get_model_spec("qwen3_8b")
-    folder = build_dummy_model_dir(spec, tmp_path / "q8")
-    cfg = AutoConfig.from_pretrained(folder)
-    assert cfg.architectures == ["Qwen3ForCausalLM"] and cfg.num_hidden_layers == 36 and cfg.head_dim == 128
-    tok = AutoTokenizer.from_pretrained(folder)
-    assert len(tok) == spec.vocab_size
-    assert tok("t0 t5 t151935", add_special_tokens=False)["input_ids"] == [0, 5, 151935]
-    with pytest.raises(ConfigError, match="dummy weights are not supported"):
-        build_dummy_model_dir(get_model_spec("qwen_8b"), tmp_path / "q1")
