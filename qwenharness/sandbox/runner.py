@@ -20,6 +20,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,7 @@ class _Child:
     pidfd: int | None = None  # the sandbox's PID 1 (killing it kills every process of the namespace)
     tmpdir: str | None = None  # unisolated runs only
     cgroup: list[str] = field(default_factory=list)
+    control: socket.socket | None = None  # a tester server's job socket
 
 
 class Sandbox:
@@ -166,108 +168,66 @@ class Sandbox:
             self.bwrap = None
         self.isolation: Isolation = "bubblewrap" if self.bwrap else "none"
         self.cgroups = Cgroups.detect(f"qh-{os.getpid()}-{self.instance_id}") if self.bwrap else None
+        bwrap.precompile()
+        self._local = threading.local()  # .server: this thread's tester server; .keep: run_many is on
+        self._servers: list[_Child] = []
+        self._servers_lock = threading.Lock()
 
-    # -- one program -------------------------------------------------------------------------
-    def _spawn(self, script: str, fds: list[int], info: tuple[int, int] | None) -> _Child:
+    # -- processes ---------------------------------------------------------------------------
+    def _spawn(self, module: str, fds: list[int], limited: bool, mode: str | None = None) -> _Child:
+        """Start `module` (candidate or tester) in a fresh sandbox with `fds` passed, named in argv."""
         out = tempfile.TemporaryFile()
-        args = [str(fd) for fd in fds]
-        if self.bwrap is not None and info is not None:
-            cgroup = self.cgroups.create(self.limits.memory_bytes, self.limits.processes) if self.cgroups else []
-            cmd = bwrap.command(self.bwrap, self.python, script, args, site_packages=self.limits.site_packages,
-                                sample_bytes=self.limits.sample_folder_bytes, info_fd=info[1],
-                                marker=self.instance_id)
-            env = {"PATH": "/usr/bin:/bin"}
-            if cgroup:  # join the cgroups before bwrap starts anything
-                env["QH_CGROUP_PROCS"] = " ".join(p + "/cgroup.procs" for p in cgroup)
-                cmd = ["/bin/sh", "-c", 'for p in $QH_CGROUP_PROCS; do echo 0 > "$p" || exit 125; done; exec "$@"',
-                       "sh", *cmd]
+        args = ([mode] if mode else []) + [str(fd) for fd in fds]
+        pass_fds = list(fds)
+        try:
+            if self.bwrap is None:
+                return self._spawn_unisolated(module, args, pass_fds, out)
+            info_r, info_w = os.pipe()
+            cgroup: list[str] = []
             try:
+                if limited and self.cgroups:
+                    cgroup = self.cgroups.create(self.limits.memory_bytes, self.limits.processes)
+                cmd = bwrap.command(self.bwrap, self.python, module, args, site_packages=self.limits.site_packages,
+                                    sample_bytes=self.limits.sample_folder_bytes, info_fd=info_w,
+                                    marker=self.instance_id)
+                env = {"PATH": "/usr/bin:/bin"}
+                if cgroup:  # join the cgroups before bwrap starts anything
+                    env["QH_CGROUP_PROCS"] = " ".join(p + "/cgroup.procs" for p in cgroup)
+                    cmd = ["/bin/sh", "-c", 'for p in $QH_CGROUP_PROCS; do echo 0 > "$p" || exit 125; done; '
+                           'exec "$@"', "sh", *cmd]
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=env, pass_fds=(*fds, info[1]), start_new_session=True)
+                                        env=env, pass_fds=(*pass_fds, info_w), start_new_session=True)
+                os.close(info_w)
+                info_w = -1
+                child = _Child(proc, out, cgroup=cgroup)
+                child.pidfd = _sandbox_init(info_r, proc.pid)
+                return child
             except BaseException:
-                out.close()
                 if self.cgroups:
                     self.cgroups.remove(cgroup)
                 raise
-            return _Child(proc, out, cgroup=cgroup)
+            finally:
+                os.close(info_r)
+                if info_w != -1:
+                    os.close(info_w)
+        except BaseException:
+            out.close()
+            raise
+
+    def _spawn_unisolated(self, module: str, args: list[str], pass_fds: list[int], out: IO[bytes]) -> _Child:
         tmpdir = os.path.realpath(tempfile.mkdtemp(prefix="qh-sandbox-"))
         env = {"PATH": "/usr/bin:/bin", "HOME": tmpdir, "TMPDIR": tmpdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
                "QWENHARNESS_SANDBOX": self.instance_id}
         flags = ["-I", "-B"] + ([] if self.limits.site_packages else ["-S"])
-        cmd = [self.python, *flags, str(bwrap.CHILD_DIR / script), *args]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=tmpdir, pass_fds=tuple(fds), start_new_session=True)
-        return _Child(proc, out, tmpdir=tmpdir)
-
-    def _child_limits(self, timeout: float, candidate: bool) -> dict[str, int]:
-        lim = self.limits
-        return {"memory": lim.memory_bytes, "cpu_s": int(timeout) + 2, "file_size": lim.file_size_bytes,
-                "open_files": lim.open_files if candidate else 256, "processes": lim.processes}
-
-    def run(self, program: Program) -> ExecutionResult:
-        timeout = program.timeout_s if program.timeout_s is not None else self.policy.floor_s
-        isolated = self.bwrap is not None
-        opened: list[int] = []
-
-        def pipe() -> tuple[int, int]:
-            r, w = os.pipe()
-            opened.extend((r, w))
-            return r, w
-
-        def close(fd: int) -> None:
-            if fd in opened:
-                opened.remove(fd)
-                os.close(fd)
-
-        children: list[_Child] = []
-        start = time.perf_counter()
+        cmd = [self.python, *flags, *bwrap.launcher(str(bwrap.CHILD_DIR), module, args)]
         try:
-            c_setup, t_setup, request, answer, verdict = pipe(), pipe(), pipe(), pipe(), pipe()
-            c_info, t_info = (pipe(), pipe()) if isolated else (None, None)
-            candidate = self._spawn("candidate.py", [c_setup[0], request[0], answer[1]], c_info)
-            children.append(candidate)
-            tester = self._spawn("tester.py", [t_setup[0], request[1], answer[0], verdict[1]], t_info)
-            children.append(tester)
-            for fd in (c_setup[0], request[0], answer[1], t_setup[0], request[1], answer[0], verdict[1]):
-                close(fd)
-            for info in (c_info, t_info):
-                if info is not None:
-                    close(info[1])
-            _send_setup(c_setup[1], {"solution": program.solution, "limits": self._child_limits(timeout, True)})
-            close(c_setup[1])
-            _send_setup(t_setup[1], {"prelude": program.prelude, "test": program.test,
-                                     "entry_point": program.entry_point, "timeout_s": timeout,
-                                     "limits": self._child_limits(timeout, False)})
-            close(t_setup[1])
-            if isolated:
-                for child, info in ((candidate, c_info), (tester, t_info)):
-                    assert info is not None
-                    child.pidfd = _sandbox_init(info[0], child.proc.pid)
-                    close(info[0])
-            try:
-                found = wire.receive(verdict[0], deadline=time.monotonic() + timeout + GRACE_S)
-                duration = time.perf_counter() - start
-                status, message = _read_verdict(found)
-            except wire.ChannelTimeout:
-                duration = time.perf_counter() - start
-                status, message = "timeout", "wall-clock time limit exceeded"
-            except wire.ChannelError:
-                duration = time.perf_counter() - start
-                code = _wait_briefly(tester.proc)
-                status, message = "error", f"the test process ended without a verdict: it {_ended(code, isolated)}"
-            if status == "error" and message.startswith("the candidate process"):
-                message = f"the candidate process ended: it {_ended(_wait_briefly(candidate.proc), isolated)}"
-        finally:
-            for fd in list(opened):
-                close(fd)
-            for child in children:
-                self._end(child)
-        output = _read_output(candidate.out, self.limits.output_bytes) if children else ""
-        for child in children:
-            child.out.close()
-        return ExecutionResult(status=status, message=message, duration_s=duration, timeout_s=timeout,
-                               output=output, exit_code=candidate.proc.returncode, isolation=self.isolation)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    cwd=tmpdir, pass_fds=tuple(pass_fds), start_new_session=True)
+        except BaseException:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
+        return _Child(proc, out, tmpdir=tmpdir)
 
     def _end(self, child: _Child) -> None:
         """Kill everything the child started and wait until it is gone."""
@@ -284,10 +244,118 @@ class Sandbox:
             except (ProcessLookupError, PermissionError):
                 pass
         child.proc.wait()
+        if child.control is not None:
+            child.control.close()
+        child.out.close()
         if child.tmpdir is not None:
             shutil.rmtree(child.tmpdir, ignore_errors=True)
         if child.cgroup and self.cgroups:
             self.cgroups.remove(child.cgroup)
+
+    def _tester(self) -> _Child:
+        """This thread's tester server, started on first use (or again after it was killed)."""
+        server: _Child | None = getattr(self._local, "server", None)
+        if server is not None and server.proc.poll() is None:
+            return server
+        if server is not None:
+            self._stop_server(server)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server = self._spawn("tester", [theirs.fileno()], limited=False, mode="serve")
+        finally:
+            theirs.close()
+        server.proc.args = "tester serve"  # type: ignore[misc]
+        server.control = mine
+        self._local.server = server
+        with self._servers_lock:
+            self._servers.append(server)
+        return server
+
+    def _stop_server(self, server: _Child) -> None:
+        if getattr(self._local, "server", None) is server:
+            self._local.server = None
+        with self._servers_lock:
+            if server in self._servers:
+                self._servers.remove(server)
+        self._end(server)
+
+    def close(self) -> None:
+        """Stop every tester server (run_many does at its end; a bare `run` keeps none)."""
+        with self._servers_lock:
+            servers = list(self._servers)
+        for server in servers:
+            self._stop_server(server)
+
+    def _child_limits(self, timeout: float, candidate: bool) -> dict[str, int]:
+        lim = self.limits
+        return {"memory": lim.memory_bytes, "cpu_s": int(timeout) + 2, "file_size": lim.file_size_bytes,
+                "open_files": lim.open_files if candidate else 256, "processes": lim.processes}
+
+    # -- one program -------------------------------------------------------------------------
+    def run(self, program: Program) -> ExecutionResult:
+        timeout = program.timeout_s if program.timeout_s is not None else self.policy.floor_s
+        isolated = self.bwrap is not None
+        keep = bool(getattr(self._local, "keep", False))
+        opened: list[int] = []
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe()
+            opened.extend((r, w))
+            return r, w
+
+        def close(fd: int) -> None:
+            if fd in opened:
+                opened.remove(fd)
+                os.close(fd)
+
+        candidate: _Child | None = None
+        tester: _Child | None = None
+        healthy = False
+        start = time.perf_counter()
+        try:
+            c_setup, request, answer, verdict = pipe(), pipe(), pipe(), pipe()
+            tester = self._tester()
+            start = time.perf_counter()
+            candidate = self._spawn("candidate", [c_setup[0], request[0], answer[1]], limited=True)
+            for fd in (c_setup[0], request[0], answer[1]):
+                close(fd)
+            _send_setup(c_setup[1], {"solution": program.solution, "limits": self._child_limits(timeout, True)})
+            close(c_setup[1])
+            job = wire.encode({"prelude": program.prelude, "test": program.test, "entry_point": program.entry_point,
+                               "timeout_s": timeout, "limits": self._child_limits(timeout, False)})
+            assert tester.control is not None
+            try:
+                socket.send_fds(tester.control, [b"J"], [request[1], answer[0], verdict[1]])
+                tester.control.sendall(job)
+            except OSError:
+                pass  # a dead server: no verdict comes, and the sample is an error
+            for fd in (request[1], answer[0], verdict[1]):
+                close(fd)
+            try:
+                found = wire.receive(verdict[0], deadline=time.monotonic() + timeout + GRACE_S)
+                duration = time.perf_counter() - start
+                status, message = _read_verdict(found)
+                healthy = True
+            except wire.ChannelTimeout:
+                duration = time.perf_counter() - start
+                status, message = "timeout", "wall-clock time limit exceeded"
+            except wire.ChannelError:
+                duration = time.perf_counter() - start
+                code = _wait_briefly(tester.proc, 0.2)
+                status, message = "error", f"the test process ended without a verdict: it {_ended(code, isolated)}"
+            if status == "error" and message.startswith("the candidate process"):
+                message = f"the candidate process ended: it {_ended(_wait_briefly(candidate.proc), isolated)}"
+        finally:
+            for fd in list(opened):
+                close(fd)
+            output = _read_output(candidate.out, self.limits.output_bytes) if candidate is not None else ""
+            if candidate is not None:
+                self._end(candidate)
+            if tester is not None and (not keep or not healthy):
+                self._stop_server(tester)
+        assert candidate is not None
+        return ExecutionResult(status=status, message=message, duration_s=duration, timeout_s=timeout,
+                               output=output, exit_code=candidate.proc.returncode, isolation=self.isolation)
 
     # -- many programs -----------------------------------------------------------------------
     def run_many(self, programs: Sequence[Program],
@@ -297,19 +365,24 @@ class Sandbox:
         lock = threading.Lock()
 
         def job(i: int) -> None:
+            self._local.keep = True  # one tester server per worker thread for the whole batch
             r = self.run(programs[i])
             results[i] = r
             if on_result is not None:
                 with lock:
                     on_result(i, r)
 
-        if len(programs) <= 1 or self.workers == 1:
-            for i in range(len(programs)):
-                job(i)
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
-                for f in [pool.submit(job, i) for i in range(len(programs))]:
-                    f.result()
+        try:
+            if len(programs) <= 1 or self.workers == 1:
+                for i in range(len(programs)):
+                    job(i)
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
+                    for f in [pool.submit(job, i) for i in range(len(programs))]:
+                        f.result()
+        finally:
+            self._local.keep = False
+            self.close()
         return [r for r in results if r is not None]
 
     def run_scaled(self, programs: Sequence[Program],

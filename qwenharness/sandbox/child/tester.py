@@ -1,7 +1,8 @@
 """The test process: runs the benchmark's own test code and decides the verdict.
 
-Started by the harness as ``python -S -I -B tester.py SETUP_FD REQUEST_FD ANSWER_FD VERDICT_FD`` in a
-sandbox of its own, apart from the candidate's. The setup frame holds the trusted prelude (HumanEval's
+Started by the harness in a sandbox of its own, apart from the candidate's, either for one sample
+(``main``) or as a server that runs the samples of one harness worker one after the other, each in
+a fresh fork (``serve``). The setup frame holds the trusted prelude (HumanEval's
 prompt, with helpers such as ``poly`` that property checks use; MBPP's test imports), the test code,
 the entry point, the time limit and the resource limits.
 
@@ -77,10 +78,38 @@ class Channel:
         answer = self.receive()
         if type(answer) is tuple and len(answer) == 2 and answer[0] == "r":
             return answer[1]
+        if (type(answer) is tuple and len(answer) == 3 and answer[0] == "o" and type(answer[1]) is str
+                and type(answer[2]) is bool):
+            return Opaque(answer[1][:100], answer[2])
         if (type(answer) is tuple and len(answer) == 3 and answer[0] == "e" and type(answer[1]) is str
                 and type(answer[2]) is str):
             raise _exception(answer[1][:100], answer[2][:_MESSAGE_CAP])
         raise CandidateGone("the candidate process sent something that is not an answer")
+
+
+class Opaque:
+    """What the tests get for a result that is not plain data (a re.Match, a generator, an object):
+    its type name and truth value, nothing else. It equals only itself and supports no operation,
+    so ``assert f(x)`` / ``assert not f(x)`` work as with the real object, and ``f(x) == y`` fails."""
+
+    __slots__ = ("_type", "_truth")
+
+    def __init__(self, type_name: str, truth: bool):
+        self._type, self._truth = type_name, truth
+
+    def __bool__(self) -> bool:
+        return self._truth
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __ne__(self, other: object) -> bool:
+        return other is not self
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<{self._type} object in the candidate's process>"
 
 
 class Remote:
@@ -120,11 +149,19 @@ def run(setup: dict, request_fd: int, answer_fd: int) -> dict:
         return _verdict(e)
     if type(ready) is tuple and len(ready) == 3 and ready[0] == "e" and all(type(x) is str for x in ready[1:]):
         return {"status": "error", "message": (ready[1][:100] + (": " + ready[2] if ready[2] else ""))[:_MESSAGE_CAP]}
-    if not (type(ready) is tuple and len(ready) == 2 and ready[0] == "ready" and type(ready[1]) is list
-            and all(type(n) is str for n in ready[1])):
+    if not (type(ready) is tuple and len(ready) == 3 and ready[0] == "ready" and type(ready[1]) is list
+            and all(type(n) is str for n in ready[1]) and type(ready[2]) is dict
+            and all(type(k) is str and type(v) is str for k, v in ready[2].items())):
         return _verdict(CandidateGone("the candidate process sent something that is not an answer"))
     ns = {"__name__": "__test__", "__builtins__": builtins}
     exec(compile(setup.get("prelude") or "", "<prelude>", "exec"), ns)
+    for alias, module in ready[2].items():  # the solution's top-level imports, imported here afresh
+        if alias.isidentifier() and alias not in ns and all(p.isidentifier() for p in module.split(".")):
+            try:
+                __import__(module)
+                ns[alias] = sys.modules[module]
+            except Exception:  # noqa: BLE001 - not importable here (absent, or only in its folder)
+                pass
     entry = setup.get("entry_point")
     names = {n for n in ready[1] if n.isidentifier() and not n.startswith("__")}
     if entry:
@@ -139,23 +176,71 @@ def run(setup: dict, request_fd: int, answer_fd: int) -> dict:
     return _verdict(None)
 
 
-def main() -> None:
-    setup_fd, request_fd, answer_fd, verdict_fd = (int(a) for a in sys.argv[1:5])
-    setup = wire.receive(setup_fd)
-    os.close(setup_fd)
-    limits.apply(setup["limits"])
-    try:
-        verdict = run(setup, request_fd, answer_fd)
-    except BaseException as e:  # noqa: BLE001 - a broken prelude or test is an error, said as such
-        verdict = {"status": "error", "message": f"the test harness failed: {type(e).__name__}: {e}"[:_MESSAGE_CAP]}
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:  # noqa: BLE001
             pass
+
+
+def _run_and_report(setup: dict, request_fd: int, answer_fd: int, verdict_fd: int) -> None:
+    try:
+        verdict = run(setup, request_fd, answer_fd)
+    except BaseException as e:  # noqa: BLE001 - a broken prelude or test is an error, said as such
+        verdict = {"status": "error", "message": f"the test harness failed: {type(e).__name__}: {e}"[:_MESSAGE_CAP]}
+    _flush()
     wire.send(verdict_fd, verdict)
+
+
+def main() -> None:
+    """One sample: ``tester.py SETUP_FD REQUEST_FD ANSWER_FD VERDICT_FD``."""
+    setup_fd, request_fd, answer_fd, verdict_fd = (int(a) for a in sys.argv[1:5])
+    setup = wire.receive(setup_fd)
+    os.close(setup_fd)
+    limits.apply(setup["limits"])
+    _run_and_report(setup, request_fd, answer_fd, verdict_fd)
     os._exit(0)
 
 
+def serve() -> None:
+    """Many samples, one at a time: ``tester.py serve CONTROL_FD``. Each job on the control socket is
+    one byte carrying three descriptors (request, answer, verdict) and then the setup frame; each
+    runs in a fresh fork of this process, so no test sees another's state. The harness kills the
+    whole sandbox when a sample overruns its time."""
+    import socket
+
+    control = socket.socket(fileno=int(sys.argv[2]))
+    while True:
+        try:
+            marker, fds, _, _ = socket.recv_fds(control, 1, 3)
+        except OSError:
+            os._exit(0)
+        if marker != b"J" or len(fds) != 3:
+            os._exit(0)
+        try:
+            setup = wire.receive(control.fileno())
+        except wire.ChannelError:
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                control.close()
+                limits.apply(setup["limits"])
+                _run_and_report(setup, fds[0], fds[1], fds[2])
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(pid, 0)
+
+
+def entry() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve()
+    else:
+        main()
+
+
 if __name__ == "__main__":
-    main()
+    entry()
