@@ -161,6 +161,8 @@ DUMMY_ARCHITECTURES = ("Qwen3ForCausalLM", "Qwen2ForCausalLM", QWEN_V1_ARCHITECT
 def dummy_hf_config(spec: ModelSpec, *, bos_id: int, eos_id: int) -> dict[str, Any]:
     """The config.json of a dummy folder: the published shape, Qwen v1 as its Qwen2 stand-in."""
     cfg = hf_config(spec, bos_id=bos_id, eos_id=eos_id, dtype=spec.default_dtype)
+    # as in the published configs; without it transformers 5 suspects a Mistral tokenizer and warns
+    cfg["transformers_version"] = "4.51.0"
     if spec.architecture == QWEN_V1_ARCHITECTURE:
         cfg.update(architectures=[QWEN_V1_STAND_IN], model_type="qwen2", rope_theta=QWEN_V1_ROPE_THETA,
                    qwenharness_stand_in_for=QWEN_V1_ARCHITECTURE)

@@ -87,8 +87,14 @@ def main() -> int:
     out["engine"] = engine.info().to_dict()
     print(f"engine start {out['engine_start_s']:.1f} s ({engine.model_dir})", flush=True)
     llm = engine.llm
-    llm.generate([{"prompt_token_ids": list(range(100, 164))}] * 8,
-                 engine._vllm.SamplingParams(max_tokens=8, temperature=0.0), use_tqdm=False)  # warm-up
+    # warm-up of both paths (generation, and prompt log-probs, whose first call sets up more)
+    sp = engine._vllm.SamplingParams
+    t0 = time.perf_counter()
+    llm.generate([{"prompt_token_ids": list(range(100 + i, 164 + i))} for i in range(8)],
+                 sp(max_tokens=8, temperature=0.0), use_tqdm=False)
+    llm.generate([{"prompt_token_ids": list(range(200 + i, 264 + i))} for i in range(8)],
+                 sp(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False), use_tqdm=False)
+    out["warmup_s"] = time.perf_counter() - t0
 
     for ds in [d for d in args.datasets.split(",") if d]:
         limit = limits.get(ds)
