@@ -9,7 +9,7 @@ import sys
 
 from .errors import HarnessError, storage_error
 
-COMMANDS = ("models", "presets", "datasets", "evaluate", "score", "bench", "compare", "report")
+COMMANDS = ("models", "presets", "datasets", "fetch-model", "evaluate", "score", "bench", "compare", "report")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"qwenharness.commands.{name}")
+            module = importlib.import_module(f"qwenharness.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as e:
-            if e.name != f"qwenharness.commands.{name}":
+            if e.name != f"qwenharness.commands.{name.replace('-', '_')}":
                 raise
             continue  # command not built yet
         module.register(sub)

@@ -116,6 +116,25 @@ def task_options(task: Task, model: str, settings: EvalSettings) -> TaskOptions:
     )
 
 
+def chat_template_hash(config: ResolvedConfig) -> str | None:
+    """sha256 (16 hex digits) of the chat template the model's tokenizer applies, where the model
+    folder is on disk; "chatml-builtin" where the harness supplies ChatML itself."""
+    import hashlib
+    import json
+
+    from .engines import resolve_model_dir
+
+    if config.model.chat_template == "chatml-builtin":
+        return "chatml-builtin"
+    folder = Path(resolve_model_dir(config))
+    template = None
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text()
+    elif (folder / "tokenizer_config.json").is_file():
+        template = json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template")
+    return hashlib.sha256(template.encode()).hexdigest()[:16] if isinstance(template, str) else None
+
+
 def metric_bounds(task: Task, name: str) -> tuple[float, float]:
     """The range a metric must lie in: [0, 1] unless the task says otherwise (MT-Bench: 1-10)."""
     fn = getattr(task, "metric_range", None)
@@ -409,7 +428,7 @@ class Evaluator:
         ids = [d.id for d in docs_meta]
         fewshot = None
         split = task.fewshot_split()
-        n_shot = options.n_shot if options.n_shot is not None else task.default_n_shot
+        n_shot = task.n_shot(options)
         if split and n_shot > 0:  # zero-shot runs need no few-shot pool (HellaSwag's is 10k rows)
             fewshot = [{**r, "_index": i} for i, r in enumerate(load(dataset, split=split, data_dir=s.data_dir))]
 
@@ -478,8 +497,10 @@ class Evaluator:
         aggregate.update({
             "run_id": self.store.paths.run_id, "model": model, "preset": preset, "dataset": dataset,
             "backend": backend, "config_key": config.key, "fingerprint": fingerprint,
-            "task": {"name": task.name, "output_type": task.output_type,
-                     "n_shot": options.n_shot if options.n_shot is not None else task.default_n_shot},
+            "task": {"name": task.name, "output_type": task.output_type, "n_shot": task.n_shot(options),
+                     "protocol": task.protocol(options), "chat_template": options.chat,
+                     "chat_template_sha256": chat_template_hash(config) if options.chat else None,
+                     "generation_settings": ctx.stats.generation_settings},
             "options": asdict(options), "sample_limit": s.sample_limit, "seed": s.seed,
             "judge": {"model": judge_name, "config_key": judge_config.key} if judge_config else None,
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),

@@ -47,6 +47,14 @@ class CallStats:
     inference_s: float = 0.0
     request_errors: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the distinct generation settings of the requests actually sent (or answered from the cache)
+    generation_settings: list[dict[str, Any]] = field(default_factory=list)
+
+    def observe(self, requests: list[GenerationRequest]) -> None:
+        for r in requests:
+            s = generation_settings(r)
+            if s not in self.generation_settings:
+                self.generation_settings.append(s)
 
     def add(self, kind: str, requests: int, hits: int) -> None:
         self.requests += requests
@@ -70,6 +78,20 @@ def request_key_dict(request: GenerationRequest | LoglikelihoodRequest) -> dict[
         "prompt_token_ids": list(request.prompt_token_ids) if request.prompt_token_ids is not None else None,
         "sampling": request.sampling.to_dict(),
         "enable_thinking": request.enable_thinking,
+        **({"assistant_prefix": request.assistant_prefix} if request.assistant_prefix is not None else {}),
+    }
+
+
+def generation_settings(request: GenerationRequest) -> dict[str, Any]:
+    """The settings of a generation request as a record states them (no prompt text)."""
+    sp = request.sampling
+    return {
+        "prompt_format": "chat" if request.messages is not None else "raw" if request.prompt is not None else "token_ids",
+        "system_prompt": next((m["content"] for m in request.messages or () if m.get("role") == "system"), None),
+        "assistant_prefix": request.assistant_prefix,
+        "enable_thinking": request.enable_thinking,
+        "max_tokens": sp.max_tokens, "stop": list(sp.stop), "temperature": sp.temperature, "top_p": sp.top_p,
+        "seeded": sp.seed is not None,
     }
 
 
@@ -115,6 +137,7 @@ class CachedRunContext:
 
     # -- RunContext -------------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        self.stats.observe(requests)
         return self._run(self._model, "generate", requests)  # type: ignore[return-value]
 
     def judge_generate(self, requests: list[GenerationRequest]) -> list[Generation]:

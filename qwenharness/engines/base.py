@@ -34,8 +34,13 @@ class GenerationRequest:
     prompt_token_ids: tuple[int, ...] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     enable_thinking: bool | None = None  # Qwen3 only; None = the model's default
+    # Chat only: text that opens the assistant's turn, which the model continues (EvalPlus's
+    # instruct protocol starts the answer with a code fence). The generation excludes it.
+    assistant_prefix: str | None = None
 
     def __post_init__(self) -> None:
+        if self.assistant_prefix is not None and self.messages is None:
+            raise ValueError("assistant_prefix needs chat messages")
         given = sum(x is not None for x in (self.prompt, self.messages, self.prompt_token_ids))
         if given != 1:
             raise ValueError("a GenerationRequest needs exactly one of prompt, messages, prompt_token_ids")

@@ -54,6 +54,8 @@ def prompt_token_ids(tokenizer: Any, spec: ModelSpec, request: GenerationRequest
         return list(request.prompt_token_ids)
     if request.messages is not None:
         text = render_chat(tokenizer, spec, request.messages, enable_thinking=request.enable_thinking)
+        if request.assistant_prefix:
+            text += request.assistant_prefix
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     assert request.prompt is not None
     return list(tokenizer(request.prompt, add_special_tokens=True)["input_ids"])

@@ -100,6 +100,16 @@ class Task(ABC):
         """The split few-shot examples come from, or None for zero-shot tasks."""
         return None
 
+    def n_shot(self, options: TaskOptions) -> int:
+        """The number of worked examples actually put into each prompt under these options."""
+        return self.default_n_shot if options.n_shot is None else options.n_shot
+
+    def protocol(self, options: TaskOptions) -> str:
+        """The name of the prompting and scoring protocol these options select (stated in aggregates)."""
+        kind = "chat" if options.chat and self.output_type != "loglikelihood" else (
+            "loglikelihood" if self.output_type == "loglikelihood" else "completion")
+        return f"{self.name}-{kind}"
+
     def run(self, docs: list[dict[str, Any]], ctx: RunContext, options: TaskOptions,
             fewshot_docs: list[dict[str, Any]] | None = None) -> list[SampleRecord]:
         """Default protocol: build every request, submit them in one batch, score each doc."""

