@@ -85,7 +85,8 @@ class AnswerExtractionTask(Task):
             shots = self.shots_for(doc, n, options, fewshot_docs)
             if options.chat:
                 messages = self.chat_messages(doc, shots)
-                max_tokens = self.chat_max_tokens if options.enable_thinking is False else self.thinking_max_tokens
+                # the long budget only when thinking is on: a model without the switch has None here
+                max_tokens = self.thinking_max_tokens if options.enable_thinking is True else self.chat_max_tokens
                 reqs = repeat_requests(lambda i: chat_request(
                     messages, sampling_for(options, max_tokens=max_tokens, sample_index=i), options), options)
             else:

@@ -79,3 +79,4 @@ def test_thinking_on_gets_no_prefilled_answer() -> None:
     doc = {"task_id": "HumanEval/0", "prompt": "def f(x):\n    pass\n", "entry_point": "f"}
     (treq,) = HumanEval().build_requests([doc], TaskOptions(chat=True, enable_thinking=True))
     assert treq.requests[0].assistant_prefix is None
+

@@ -212,3 +212,15 @@ def test_time_limit_raises_and_keeps_an_outer_alarm() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_models_without_a_thinking_switch_get_the_chat_token_budget() -> None:
+    # Found on SmolLM2 (no thinking switch: enable_thinking None): GSM8K asked for the 4096-token
+    # thinking budget, so a looping answer ran 4x longer than the protocol's 1024.
+    doc = {"question": "1+1?", "answer": "#### 2", "_index": 0}
+    for thinking, expected in ((None, 1024), (False, 1024), (True, 4096)):
+        (treq,) = GSM8K().build_requests([doc], TaskOptions(chat=True, enable_thinking=thinking))
+        assert treq.requests[0].sampling.max_tokens == expected, thinking
+    (treq,) = MATH500().build_requests([{"problem": "1+1", "answer": "2", "_index": 0}],
+                                       TaskOptions(chat=True, enable_thinking=None))
+    assert treq.requests[0].sampling.max_tokens == 2048
