@@ -236,6 +236,9 @@ class Sandbox:
                 signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            # PID 1 ends only once the kernel has killed and reaped every process of its namespace;
+            # bwrap itself may exit before that, so wait for PID 1
+            select.select([child.pidfd], [], [], 10.0)
             os.close(child.pidfd)
             child.pidfd = None
         if child.proc.returncode is None:

@@ -1,5 +1,7 @@
-"""The code sandbox against hostile programs: each must be contained, scored as a failure, and leave
-no process behind. Controls (a correct and a wrong program) prove the checks can tell them apart."""
+"""The code sandbox: controls (a correct and a wrong program tell apart), resource limits, and
+hostile programs that must be contained, scored as failures, and leave no process behind.
+The attack classes of issue 13 (fake passes, data leaving, damage outside) are in
+test_sandbox_attacks.py; the plain-data channel in test_sandbox_wire.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qwenharness.sandbox import Limits, Program, Sandbox, TimeoutPolicy
+from qwenharness.sandbox import Limits, Program, Sandbox, SandboxUnavailable, TimeoutPolicy
 
 FLOOR = 1.5  # seconds; hostile programs that hang are cut here
 
@@ -36,30 +38,34 @@ def strays(sb: Sandbox) -> list[psutil.Process]:
     return found
 
 
-def new_children(before: set[int]) -> list[psutil.Process]:
-    """Children of this test process that were not there before (a session may hold others, such as
-    multiprocessing's resource tracker started by an earlier engine)."""
-    return [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-
-
 def children_now() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
-def run(sb: Sandbox, solution: str, test: str = "") -> object:
+def new_children(before: set[int]) -> list[psutil.Process]:
+    """Children of this test process that were not there before (a session may hold others)."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+
+
+def run(sb: Sandbox, solution: str, test: str = "", **kw: object) -> object:
     before = children_now()
-    result = sb.run(Program(textwrap.dedent(solution), textwrap.dedent(test)))
+    result = sb.run(Program(textwrap.dedent(solution), textwrap.dedent(test), **kw))  # type: ignore[arg-type]
     assert new_children(before) == [], "a sandboxed process outlived its sample"
-    assert strays(sb) == [], "a sandboxed process escaped and outlived its sample"
+    left = strays(sb)
+    assert left == [], f"a sandboxed process outlived its sample: {[p.cmdline()[-4:] for p in left]}"
     return result
 
 
 # -- controls: the sandbox must tell a correct program from a wrong one -----------------------------
 
+def test_the_sandbox_is_bubblewrap_here(sandbox: Sandbox) -> None:
+    assert sandbox.isolation == "bubblewrap", "install bubblewrap (apt-get install bubblewrap) to run these tests"
+
+
 def test_correct_program_passes(sandbox: Sandbox) -> None:
     r = run(sandbox, "def add(a, b):\n    return a + b\n", "assert add(2, 3) == 5\n")
     assert r.status == "passed", r
-    assert r.message == "" and r.exit_code == 0
+    assert r.message == "" and r.isolation == "bubblewrap"
 
 
 def test_wrong_program_fails_with_the_assertion(sandbox: Sandbox) -> None:
@@ -74,6 +80,47 @@ def test_exception_is_an_error_with_its_line(sandbox: Sandbox) -> None:
     assert r.message == "ZeroDivisionError: division by zero"
 
 
+def test_a_candidate_exception_can_be_expected_by_the_tests(sandbox: Sandbox) -> None:
+    r = run(sandbox, "def f(x):\n    raise ValueError('no')\n",
+            "try:\n    f(1)\n    raise AssertionError('no exception')\nexcept ValueError as e:\n    assert str(e) == 'no'\n")
+    assert r.status == "passed", r
+
+
+def test_plain_values_cross_the_channel_with_their_types(sandbox: Sandbox) -> None:
+    sol = """
+    import collections
+    def f():
+        P = collections.namedtuple('P', 'x y')
+        return [P(1, 2.5), {(1, 2): {3}}, frozenset({'a'}), b'\\x00', 1 + 2j, None, True, 10 ** 40, -0.0,
+                collections.Counter('aab'), float('inf')]
+    """
+    test = """
+    v = f()
+    assert v[0] == (1, 2.5) and type(v[0]) is tuple
+    assert v[1] == {(1, 2): {3}} and type(v[2]) is frozenset and v[3] == b'\\x00' and v[4] == 1 + 2j
+    assert v[5] is None and v[6] is True and v[7] == 10 ** 40 and str(v[8]) == '-0.0'
+    assert v[9] == {'a': 2, 'b': 1} and type(v[9]) is dict and v[10] == float('inf')
+    """
+    assert run(sandbox, sol, test).status == "passed"
+
+
+def test_a_result_that_is_not_plain_data_only_has_a_truth_value(sandbox: Sandbox) -> None:
+    sol = "import re\ndef m(s):\n    return re.search('a', s)\n"
+    assert run(sandbox, sol, "assert m('cat')\nassert not m('dog')\n").status == "passed"
+    r = run(sandbox, sol, "assert m('cat') == m('cat')\n")
+    assert r.status == "failed"
+
+
+def test_the_prelude_is_trusted_and_the_entry_point_is_the_candidates(sandbox: Sandbox) -> None:
+    prelude = "def helper(x):\n    return x * 2\n\ndef solve(x):\n    pass\n"
+    # the candidate redefines the helper to fool the property check: the tests keep the prelude's
+    sol = "def helper(x):\n    return 0\n\ndef solve(x):\n    return 1\n"
+    r = run(sandbox, sol, "assert helper(solve(3)) == 0\n", prelude=prelude, entry_point="solve")
+    assert r.status == "failed"
+    r = run(sandbox, sol, "assert helper(solve(3)) == 2\n", prelude=prelude, entry_point="solve")
+    assert r.status == "passed"
+
+
 def test_output_is_captured_and_capped(sandbox: Sandbox) -> None:
     r = run(sandbox, "print('hello from the sandbox')\nprint('x' * 100000)\n")
     assert r.status == "passed"
@@ -86,18 +133,24 @@ def test_tests_cannot_be_swallowed_by_an_open_string(sandbox: Sandbox) -> None:
     assert r.status == "error" and "SyntaxError" in r.message
 
 
-# -- hostile programs -------------------------------------------------------------------------------
+def test_the_test_process_never_holds_the_candidates_objects(sandbox: Sandbox) -> None:
+    r = run(sandbox, "def f():\n    return 1\n", "import sys\nassert f.__module__ != '__candidate__'\n"
+            "assert 'f' not in sys.modules\nassert type(f).__name__ == 'Remote'\n")
+    assert r.status == "passed", r
+
+
+# -- resources -------------------------------------------------------------------------------------
 
 def test_infinite_loop_times_out(sandbox: Sandbox) -> None:
     start = time.perf_counter()
-    r = run(sandbox, "while True:\n    pass\n")
+    r = run(sandbox, "def f():\n    while True:\n        pass\n", "f()\n")
     assert r.status == "timeout"
-    assert FLOOR <= r.duration_s < FLOOR + 2.0
-    assert time.perf_counter() - start < FLOOR + 5.0
+    assert FLOOR <= r.duration_s < FLOOR + 2.5
+    assert time.perf_counter() - start < FLOOR + 6.0
 
 
-def test_sleeping_forever_times_out(sandbox: Sandbox) -> None:
-    r = run(sandbox, "import time\ntime.sleep(1000)\n")
+def test_a_hang_at_import_times_out(sandbox: Sandbox) -> None:
+    r = run(sandbox, "import time\ntime.sleep(1000)\n", "assert True\n")
     assert r.status == "timeout"
 
 
@@ -108,70 +161,37 @@ def test_memory_bomb_is_contained(sandbox: Sandbox) -> None:
 
 def test_growing_memory_bomb_is_contained(sandbox: Sandbox) -> None:
     r = run(sandbox, "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n")
-    assert r.status == "error" and "MemoryError" in r.message
+    assert r.status == "timeout" or "MemoryError" in r.message or "SIGKILL" in r.message, r
 
 
 def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
-    r = run(sandbox, "import os\nwhile True:\n    os.fork()\n")
-    assert r.status == "error" and "os.fork" in r.message
+    r = run(sandbox, "import os\nwhile True:\n    os.fork()\n", "assert True\n")
+    assert r.status in ("error", "timeout"), r
 
 
-@pytest.mark.parametrize("code, what", [
-    ("import subprocess\nsubprocess.Popen(['sleep', '100'])\n", "subprocess"),
-    ("import os\nos.system('sleep 100 &')\n", "os.system"),
-    ("import os\nos.posix_spawn('/bin/sleep', ['sleep', '100'], {})\n", "os.posix_spawn"),
-    ("import os\nos.execv('/bin/sleep', ['sleep', '100'])\n", "os.exec"),
-    ("import multiprocessing\np = multiprocessing.Process(target=print)\np.start()\n", "forbidden"),
-    ("import pty\npty.fork()\n", "forbidden"),
-])
-def test_spawning_processes_is_contained(sandbox: Sandbox, code: str, what: str) -> None:
-    r = run(sandbox, code)
-    assert r.status == "error" and what in r.message, r
+def test_file_size_bomb_is_contained(sandbox: Sandbox) -> None:
+    r = run(sandbox, "with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n")
+    assert r.status == "error"
+    assert "SIGXFSZ" in r.message or "File too large" in r.message or "No space" in r.message, r
 
 
-def test_setsid_and_sleep_leaves_nothing_behind(sandbox: Sandbox) -> None:
+def test_the_sample_folder_is_small_and_private(sandbox: Sandbox) -> None:
     code = """
-    import os, time
-    try:
-        os.setsid()
-    except OSError:
-        pass
-    try:
-        if os.fork() == 0:
-            os.setsid()
-            time.sleep(1000)
-    except BaseException:
-        pass
-    time.sleep(1000)
+    import os
+    def probe():
+        st = os.statvfs('.')
+        return os.getcwd(), os.getuid(), st.f_blocks * st.f_frsize, os.environ.get('HOME'), sorted(os.listdir('/'))
     """
-    r = run(sandbox, code)
-    assert r.status in ("error", "timeout")
-    assert r.status != "passed"
+    test = """
+    cwd, uid, size, home, top = probe()
+    assert cwd == '/sample' and home == '/sample' and uid == 65534
+    assert size <= 64 * 1024 ** 2
+    assert 'home' not in top and 'work' not in top and 'etc' not in top, top
+    """
+    assert run(sandbox, code, test).status == "passed"
 
 
-def test_deleting_and_writing_outside_is_contained(sandbox: Sandbox, tmp_path: Path) -> None:
-    canary = tmp_path / "canary.txt"
-    canary.write_text("alive")
-    for code in (
-        f"import os\nos.remove({str(canary)!r})\n",
-        f"import shutil\nshutil.rmtree({str(tmp_path)!r})\n",
-        f"open({str(canary)!r}, 'w').write('overwritten')\n",
-        f"open({str(tmp_path / 'evil.txt')!r}, 'w').write('x')\n",
-        f"import os\nos.rename({str(canary)!r}, 'stolen.txt')\n",
-        f"import os\nos.chdir({str(tmp_path)!r})\nopen('evil.txt', 'w').write('x')\n",
-        f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\nos.remove('canary.txt', dir_fd=fd)\n",
-        "open('../escaped.txt', 'w').write('x')\n",
-        "import pathlib\npathlib.Path('/tmp/qh-escaped.txt').write_text('x')\n",
-        "import os\nos.symlink('/', 'root')\nopen('root/tmp/qh-escaped.txt', 'w').write('x')\n",
-    ):
-        r = run(sandbox, code)
-        assert r.status == "error" and "forbidden" in r.message, (code, r)
-        assert canary.read_text() == "alive"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt"]
-    assert not Path("/tmp/qh-escaped.txt").exists()
-
-
-def test_files_inside_its_own_directory_are_fine(sandbox: Sandbox) -> None:
+def test_files_inside_its_own_folder_are_fine(sandbox: Sandbox) -> None:
     code = """
     import os, tempfile
     with open('data.txt', 'w') as f:
@@ -180,136 +200,92 @@ def test_files_inside_its_own_directory_are_fine(sandbox: Sandbox) -> None:
     os.rename('data.txt', 'sub/dir/data.txt')
     with tempfile.NamedTemporaryFile('w', delete=True) as t:
         t.write('scratch')
-    assert open('sub/dir/data.txt').read() == 'ok'
+    def read():
+        return open('sub/dir/data.txt').read()
     """
-    assert run(sandbox, code).status == "passed"
+    assert run(sandbox, code, "assert read() == 'ok'\n").status == "passed"
 
 
-def test_parent_environment_is_not_visible(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QH_TEST_SECRET_TOKEN", "hunter2-very-secret")
-    r = run(sandbox, "import os\nprint(dict(os.environ))\nassert 'QH_TEST_SECRET_TOKEN' not in os.environ\n")
-    assert r.status == "passed"  # it looked, and the secret was not there
-    assert "hunter2" not in r.output and "QH_TEST_SECRET_TOKEN" not in r.output
-    r = run(sandbox, "import os\nprint(open(f'/proc/{os.getppid()}/environ').read())\n")
-    assert r.status == "error" and "hunter2" not in r.output
+def test_nothing_outside_is_writable(sandbox: Sandbox) -> None:
+    code = """
+    import os
+    def attempts():
+        out = []
+        for path in ('/x', '/dev/x', '/proc/x', '/root/.pyenv/x', '/tmp/x', '/qh/x'):
+            try:
+                open(path, 'w').write('x')
+                out.append(path)
+            except OSError:
+                pass
+        return out
+    """
+    assert run(sandbox, code, "assert attempts() == []\n").status == "passed"
 
 
-def test_reading_outside_files_is_contained(sandbox: Sandbox) -> None:
-    for path in ("/etc/passwd", "/proc/self/mem", "/proc/1/environ"):
-        r = run(sandbox, f"print(open({path!r}, 'rb').read(100))\n")
-        assert r.status == "error" and "forbidden" in r.message, (path, r)
-
+# -- hostile programs, the classic ones ---------------------------------------------------------------
 
 @pytest.mark.parametrize("code", [
     "exit(0)\n",
     "import sys\nsys.exit(0)\n",
     "raise SystemExit(0)\n",
     "import os\nos._exit(0)\n",
-    "import os, sys\nsys.stdout.flush()\nos._exit(0)\n",
     "raise KeyboardInterrupt\n",
+    "def f():\n    return 1\nimport os\nos._exit(0)\n",
 ])
 def test_early_exit_is_a_failure(sandbox: Sandbox, code: str) -> None:
-    r = run(sandbox, code, "assert False, 'the tests must run'\n")
+    r = run(sandbox, code, "assert f() == 1\n")
     assert r.status == "error", r
 
 
-def test_early_exit_even_with_passing_tests_after_it(sandbox: Sandbox) -> None:
-    # the tests would pass, but the program never lets them run
-    r = run(sandbox, "import os\ndef f():\n    return 1\nos._exit(0)\n", "assert f() == 1\n")
-    assert r.status == "error"
+def test_exit_inside_a_call_is_a_failure(sandbox: Sandbox) -> None:
+    for body in ("import os; os._exit(0)", "raise SystemExit(0)", "import os, signal; os.kill(os.getpid(), 9)"):
+        r = run(sandbox, f"def f():\n    {body}\n", "assert f() == 1\n")
+        assert r.status == "error", (body, r)
 
 
-def test_fake_passed_output_is_a_failure(sandbox: Sandbox) -> None:
-    code = """
-    import os, sys
-    print('passed')
-    print('PASSED all tests: P' + '0' * 32)
-    for fd in range(3, 64):
-        try:
-            os.write(fd, b'P' + b'0' * 32)
-        except OSError:
-            pass
-    os._exit(0)
-    """
-    r = run(sandbox, code)
-    assert r.status == "error"
+def test_parent_environment_is_not_visible(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QH_TEST_SECRET_TOKEN", "hunter2-very-secret")
+    r = run(sandbox, "import os\nprint(dict(os.environ))\nprint(open('/proc/1/environ').read())\n"
+            "def f():\n    return 'QH_TEST_SECRET_TOKEN' in os.environ\n", "assert f() is False\n")
+    assert r.status == "passed"  # it looked, and the secret was not there
+    assert "hunter2" not in r.output and "QH_TEST_SECRET_TOKEN" not in r.output
 
 
-def test_forging_the_pass_event_is_a_failure(sandbox: Sandbox) -> None:
-    r = run(sandbox, "import sys\nsys.audit('qwenharness.pass')\n", "assert False\n")
-    assert r.status == "error" and "forged" in r.message
-    r = run(sandbox, "import sys\nf = lambda: sys.audit('qwenharness.pass')\nf()\n", "assert False\n")
-    assert r.status == "error"
-
-
-def test_rewriting_wrapper_globals_is_a_failure(sandbox: Sandbox) -> None:
-    code = """
-    import sys, functools
-    g = sys._getframe(1).f_globals
-    g['_fail'] = functools.partial(sys.audit, 'qwenharness.pass')
-    g['_exec'] = lambda *a: None
-    raise ValueError('make the wrapper take its failure path')
-    """
-    r = run(sandbox, code)
-    assert r.status == "error"
-
-
-def test_the_nonce_is_not_reachable_from_frames(sandbox: Sandbox) -> None:
-    code = """
-    import sys, os
-    seen = []
-    f = sys._getframe()
-    while f is not None:
-        for space in (f.f_locals, f.f_globals):
-            for v in list(space.values()):
-                seen.append(v)
-                if callable(v) and getattr(v, '__closure__', None):
-                    seen.extend(c.cell_contents for c in v.__closure__)
-        f = f.f_back
-    candidates = [v for v in seen if isinstance(v, (bytes, str)) and len(v) in (32, 33)]
-    for c in candidates:
-        data = c if isinstance(c, bytes) else c.encode()
-        for fd in range(3, 64):
-            try:
-                os.write(fd, (b'P' + data[-32:]))
-            except OSError:
-                pass
-    os._exit(0)
-    """
-    r = run(sandbox, code)
-    assert r.status == "error"
+def test_reading_host_files_finds_nothing(sandbox: Sandbox) -> None:
+    for path in ("/etc/passwd", "/etc/shadow", "/root/.bashrc", "/work/shared/data/humaneval/test.jsonl"):
+        r = run(sandbox, f"data = open({path!r}, 'rb').read(100)\n")
+        assert r.status == "error" and "FileNotFoundError" in r.message, (path, r)
 
 
 def test_killing_the_parent_is_contained(sandbox: Sandbox) -> None:
+    """Neither the harness nor the test process can be reached: the kills hit nothing (or the
+    sandbox's own init, which ignores them), and the verdict is still the tests' own."""
     me = os.getpid()
-    kill = int(signal.SIGKILL)  # the program cannot import `signal` (forbidden), so it uses the number
-    for code in (f"import os\nos.kill(os.getppid(), {kill})\n",
-                 f"import os\nos.kill({me}, {kill})\n",
-                 f"import os\nos.killpg(os.getpgid(os.getppid()), {kill})\n",
-                 "import signal\n"):
-        r = run(sandbox, code)
-        assert r.status == "error" and ("os.kill" in r.message or "import of signal" in r.message), (code, r)
+    for kill in (f"os.kill(os.getppid(), {int(signal.SIGKILL)})", f"os.kill({me}, {int(signal.SIGKILL)})",
+                 f"os.kill(-1, {int(signal.SIGKILL)})", f"os.kill(1, {int(signal.SIGKILL)})"):
+        code = f"import os\ntry:\n    {kill}\nexcept OSError:\n    pass\ndef f():\n    return 2\n"
+        assert run(sandbox, code, "assert f() == 2\n").status == "passed", kill
+        assert run(sandbox, code, "assert f() == 1\n").status == "failed", kill
     assert psutil.pid_exists(me)
 
 
 def test_closing_all_fds_is_a_failure(sandbox: Sandbox) -> None:
-    r = run(sandbox, "import os\nos.closerange(0, 4096)\n", "assert True\n")
+    r = run(sandbox, "import os\nos.closerange(0, 4096)\ndef f():\n    return 1\n", "assert f() == 1\n")
     assert r.status == "error"
 
 
-def test_introspection_escapes_are_blocked(sandbox: Sandbox) -> None:
-    for code in ("import gc\ngc.get_objects()\n", "import sys\nsys._current_frames()\n",
-                 "import sys\nsys.settrace(lambda *a: None)\n", "import ctypes\n",
-                 "import sys\nsys.addaudithook(lambda *a: None)\n", "import signal\n",
-                 "import socket\nsocket.socket()\n"):
-        r = run(sandbox, code)
-        assert r.status == "error" and "forbidden" in r.message, (code, r)
-
-
-def test_file_size_bomb_is_contained(sandbox: Sandbox) -> None:
-    r = run(sandbox, "with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n")
-    assert r.status == "error"
-    assert r.exit_code == -signal.SIGXFSZ or "File too large" in r.message or "SIGXFSZ" in r.message
+def test_setsid_and_sleep_leaves_nothing_behind(sandbox: Sandbox) -> None:
+    code = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(1000)
+        os._exit(0)
+    time.sleep(1000)
+    """
+    r = run(sandbox, code, "assert True\n")
+    assert r.status == "timeout"
 
 
 def test_many_programs_run_in_parallel_in_order(sandbox: Sandbox) -> None:
@@ -334,3 +310,28 @@ def test_timeout_is_scaled_from_the_reference(sandbox: Sandbox) -> None:
     quick = Program("def f():\n    return 1\n", "assert f() == 1\n")
     [r] = sandbox.run_scaled([Program("while True:\n    pass\n", quick.test)], [quick])
     assert r.status == "timeout" and r.timeout_s == FLOOR
+
+
+# -- without bubblewrap ------------------------------------------------------------------------------
+
+def test_without_bubblewrap_the_sandbox_refuses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("QWENHARNESS_BWRAP", str(tmp_path / "no-such-bwrap"))
+    monkeypatch.delenv("QWENHARNESS_ALLOW_UNISOLATED", raising=False)
+    with pytest.raises(SandboxUnavailable) as e:
+        Sandbox()
+    text = str(e.value)
+    assert "bubblewrap" in text and "--allow-unisolated" in text and "\n" not in text
+
+
+def test_without_bubblewrap_an_explicit_flag_runs_unisolated(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("QWENHARNESS_BWRAP", str(tmp_path / "no-such-bwrap"))
+    sb = Sandbox(allow_unisolated=True, policy=TimeoutPolicy(floor_s=FLOOR))
+    assert sb.isolation == "none"
+    r = run(sb, "def add(a, b):\n    return a + b\n", "assert add(2, 3) == 5\n")
+    assert r.status == "passed" and r.isolation == "none"
+    r = run(sb, "def add(a, b):\n    return a - b\n", "assert add(2, 3) == 5\n")
+    assert r.status == "failed"
+    r = run(sb, "import time\ntime.sleep(100)\n", "assert True\n")
+    assert r.status == "timeout"
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("qh-sandbox-*"))
