@@ -20,7 +20,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="comma-separated model names (default: tiny on CPU, qwen3_8b,qwen3_14b on GPU)")
     g.addoption("--presets", default=None, help="comma-separated presets (default: all three)")
     g.addoption("--datasets", default=None, help="comma-separated datasets or 'all' (default: all 14)")
-    g.addoption("--sample-limit", type=int, default=None, help="samples per dataset (reproducible subset)")
+    g.addoption("--sample-limit", default=None,
+                help="samples per dataset (reproducible subset): N, or name=N,...[,default=N]")
     g.addoption("--backend", default="auto",
                 help="vllm, hf, or both comma-separated (default: vllm on GPU, vllm,hf on CPU)")
     g.addoption("--data-dir", default=None, help="folder of local dataset files (default: see README)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .hardware import GPUSpec, detect_gpu
+from .selection import SampleLimits, parse_sample_limits
 
 CPU_DEFAULT_MODELS = ["tiny"]
 CPU_SCALING_MODELS = ["tiny", "tiny-2x"]
@@ -40,7 +41,7 @@ class HarnessOptions:
     presets: list[str]
     datasets: list[str]
     backends: list[str]
-    sample_limit: int | None
+    sample_limits: SampleLimits
     data_dir: str | None
     results_dir: Path
     run_id: str
@@ -71,7 +72,7 @@ class HarnessOptions:
             presets=presets or get_available_presets(),
             datasets=datasets or get_available_tasks(),
             backends=backends,
-            sample_limit=opt("--sample-limit"),
+            sample_limits=parse_sample_limits(opt("--sample-limit"), get_available_tasks()),
             data_dir=opt("--data-dir") or os.environ.get("QWENHARNESS_DATA_DIR"),
             results_dir=Path(opt("--results-dir")),
             run_id=opt("--run-id"),

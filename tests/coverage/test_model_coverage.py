@@ -17,7 +17,7 @@ from qwenharness.coverage import MAX_TOKENS, CoverageResult, CoverageStore, entr
 from qwenharness.engines.pool import EnginePool
 from qwenharness.gates import Gates, load_gates
 from qwenharness.hardware import H100_80GB, GiB
-from qwenharness.models import is_tiny
+from qwenharness.models import get_available_models, get_model_spec
 from qwenharness.presets import CONSERVATIVE_MEMORY_LIMIT, get_model_config
 from qwenharness.testing import HarnessOptions
 
@@ -40,8 +40,9 @@ def coverage(harness: HarnessOptions, engine_pool: EnginePool, coverage_store: C
     """One coverage run of this configuration (load, generate, close), recorded on disk."""
     if harness.validate_only:
         pytest.skip("--validate-only: configuration checks only, no model is loaded")
-    if harness.gpu is None and not is_tiny(model_name):
-        reason = f"{model_name} needs a GPU (on a CPU machine only the embedded tiny models run)"
+    if harness.gpu is None and not get_model_spec(model_name).runs_on_cpu:
+        reason = (f"{model_name} needs a GPU (on a CPU machine only the small models run: "
+                  f"{', '.join(m for m in get_available_models() if get_model_spec(m).runs_on_cpu)})")
         if harness.require_gpu:
             pytest.fail(f"{reason}, and --require-gpu was given", pytrace=False)
         pytest.skip(reason)
@@ -57,8 +58,8 @@ def _mib(n: float | None) -> str:
 # -- configuration (no model loaded) -------------------------------------------------------------
 def test_configuration_validates(harness: HarnessOptions, model_name: str, preset_name: str) -> None:
     """The configuration resolves against this machine's GPU; real models on a CPU-only machine are
-    planned against the seed's H100 80GB, the embedded tiny models against the host."""
-    target = harness.gpu if harness.gpu is not None or is_tiny(model_name) else H100_80GB
+    planned against the seed's H100 80GB, the small CPU models (tiny, the small real models) against the host."""
+    target = harness.gpu if harness.gpu is not None or get_model_spec(model_name).runs_on_cpu else H100_80GB
     config = get_model_config(model_name, preset_name, gpu=target, load_format=harness.load_format)
     plan = config.memory
     assert config.model.name == model_name and config.preset == preset_name

@@ -35,7 +35,7 @@ def _read_json(path: Path) -> dict:
 
 
 def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name: str) -> None:
-    limit = harness.sample_limit or DEFAULT_SAMPLE_LIMIT
+    limit = harness.sample_limits.for_dataset(dataset_name) or DEFAULT_SAMPLE_LIMIT
     preset = _preset(harness)
     backend = harness.backends[0]
     settings = EvalSettings(models=[model_name], datasets=[dataset_name], presets=[preset], backend=backend,

@@ -125,3 +125,19 @@ def test_hub_id_offline_fails_with_fix(monkeypatch) -> None:
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(ConfigError, match="cannot read config.json of 'Qwen/Qwen3-4B'.*local model folder"):
         get_model_spec("Qwen/Qwen3-4B")
+
+
+def test_sample_limits_per_dataset() -> None:
+    from qwenharness.errors import ConfigError
+    from qwenharness.selection import parse_sample_limits
+
+    known = ["arc_easy", "humaneval", "gsm8k"]
+    assert parse_sample_limits("20", known).for_dataset("gsm8k") == 20
+    limits = parse_sample_limits("arc_easy=200, humaneval=164,default=8", known)
+    assert (limits.for_dataset("arc_easy"), limits.for_dataset("humaneval"), limits.for_dataset("gsm8k")) == (200, 164, 8)
+    assert parse_sample_limits("arc_easy=5", known).for_dataset("gsm8k") is None  # unnamed: every document
+    assert parse_sample_limits(None, known).for_dataset("gsm8k") is None
+    for bad, words in (("arc_esy=5", "did you mean arc_easy"), ("humaneval=0", "at least 1"), ("x", "whole number"),
+                       ("5,arc_easy=2", "stand alone"), ("arc_easy=2,,", "empty item")):
+        with pytest.raises(ConfigError, match=words):
+            parse_sample_limits(bad, known)

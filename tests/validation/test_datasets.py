@@ -48,7 +48,8 @@ def test_dataset_is_available(harness, dataset_name: str, record_property) -> No
                 ), f"{d.source} row {rec['_index']}: '{field.name}' is {type(value).__name__}, not {field.type}"
         assert [r["_index"] for r in d.records] == list(range(len(d.records)))
     # --sample-limit takes the same subset every time
-    if harness.sample_limit:
-        first = load(dataset_name, harness.sample_limit, data_dir=harness.data_dir)
-        assert len(first) == min(harness.sample_limit, spec.expected_rows)
-        assert first == load(dataset_name, harness.sample_limit, data_dir=harness.data_dir)
+    limit = harness.sample_limits.for_dataset(dataset_name)
+    if limit:
+        first = load(dataset_name, limit, data_dir=harness.data_dir)
+        assert len(first) == min(limit, spec.expected_rows)
+        assert first == load(dataset_name, limit, data_dir=harness.data_dir)
