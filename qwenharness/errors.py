@@ -51,6 +51,8 @@ _STORAGE_ERRNOS = {
                "fix the folder's permissions (ls -ld) or choose another --output-dir / --results-dir"),
     "EPERM": ("operation not permitted writing {path}",
               "fix the folder's permissions (ls -ld) or choose another --output-dir / --results-dir"),
+    "ENOTDIR": ("cannot write {path}: a folder on its path is a file",
+                "choose another --output-dir / --results-dir, or move that file away"),
 }
 
 

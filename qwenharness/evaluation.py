@@ -340,6 +340,8 @@ class Evaluator:
                     for dataset in self._ordered_datasets():
                         if self.evaluate(model, preset, dataset, config, wait=False) is None:
                             deferred.append((model, preset, dataset, config))
+            if deferred and self._own_pool:
+                self.pool.close()  # waiting: free the engine (reopened only if records are missing)
             for model, preset, dataset, config in deferred:
                 self._say(f"[yellow]{model}/{preset}/{dataset}: waiting for the other process to finish "
                           "it[/yellow]")

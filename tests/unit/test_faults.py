@@ -124,6 +124,16 @@ def test_bad_options_of_other_commands(argv: list[str], tmp_path: Path, monkeypa
     assert files_under(tmp_path) == []
 
 
+def test_output_dir_on_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for out, says in ((tmp_path / "afile", "is a file, not a run directory"),
+                      (tmp_path / "afile" / "run", "a folder on its path is a file")):
+        code, err = run_main(["evaluate", "--models", "tiny", "--datasets", "arc_easy", "--backend", "hf",
+                              "--data-dir", str(data_dir), "--output-dir", str(out)], capsys)
+        assert code == 2 and len(err) == 1 and says in err[0], err
+    assert files_under(tmp_path) == [tmp_path / "afile"]
+
+
 def test_resume_says_what_is_wrong_with_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "afile").write_text("x")
@@ -150,7 +160,7 @@ def test_values_taken_from_a_manifest_are_checked_too(tmp_path: Path, capsys: py
 
 def test_storage_error_names_the_path_and_the_fix() -> None:
     for code, words in ((errno.EROFS, "read-only"), (errno.ENOSPC, "no space"), (errno.EACCES, "permission denied"),
-                        (errno.EDQUOT, "quota")):
+                        (errno.EDQUOT, "quota"), (errno.ENOTDIR, "is a file")):
         err = storage_error(OSError(code, os.strerror(code)), "/some/run/x.json")
         assert isinstance(err, StorageError) and words in str(err) and "/some/run/x.json" in str(err)
         assert "(" in str(err) and "\n" not in str(err)  # problem (fix), one line
