@@ -46,10 +46,14 @@ class Metric:
     value: float | None
     stderr: float | None
     n: int | None
+    ci95: tuple[float, float] | None = None  # Wilson for 0/1 scores (results written before it: None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Metric":
-        return cls(_num(d.get("value")), _num(d.get("stderr")), _int(d.get("n")))
+        ci = d.get("ci95")
+        lo, hi = (_num(ci[0]), _num(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
+        return cls(_num(d.get("value")), _num(d.get("stderr")), _int(d.get("n")),
+                   (lo, hi) if lo is not None and hi is not None else None)
 
 
 @dataclass

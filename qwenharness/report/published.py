@@ -5,8 +5,9 @@ thought, chat format, judge). A measured aggregate is compared with a published 
 benchmark when the published model is the measured model itself or a sibling of it (e.g. the base
 model of the post-trained checkpoint that was measured). The verdict:
 
-- "consistent" / "differs beyond 1.96 s.e.": every checked setting matches (model variant, dataset,
-  metric, shots, chat format); differs when |measured - published| > 1.96 x the measured standard error;
+- "consistent" / "outside the measured 95% interval": every checked setting matches (model variant,
+  dataset, metric, shots, chat format); differs when the published value lies outside the measured
+  95% interval (Wilson for 0/1 scores; results stored without one: 1.96 x the standard error);
 - "settings differ": at least one checked setting is different (listed);
 - "settings not stated by the source": nothing differs, but the source leaves a checked setting open;
 - models without a published counterpart (the embedded tiny models) map to no entry.
@@ -27,7 +28,7 @@ from .collect import Evaluation
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "published_results.json"
 Z_95 = 1.96
 CONSISTENT = "consistent"
-DIFFERS = "differs beyond 1.96 s.e."
+DIFFERS = "outside the measured 95% interval"
 SETTINGS_DIFFER = "settings differ"
 NOT_STATED = "settings not stated by the source"
 
@@ -64,6 +65,8 @@ class Comparison:
     unstated: list[str] = field(default_factory=list)
     delta: float | None = None  # measured - published, harness scale
     threshold: float | None = None  # 1.96 x measured stderr
+    interval: tuple[float, float] | None = None  # the measured 95% interval, where stored
+    notes: list[str] = field(default_factory=list)  # known sources of difference (quantised weights)
 
 
 @functools.lru_cache(maxsize=4)
@@ -157,10 +160,11 @@ def compare(ev: Evaluation, pub: PublishedResult, same_checkpoint: bool) -> Comp
             unstated.append("judge")
         elif pub.settings["judge"] != ev.judge:
             diffs.append(f"judge: measured {ev.judge}, published {pub.settings['judge']}")
-    cmp = Comparison(ev.model, ev.preset, pub, ev, SETTINGS_DIFFER, diffs, unstated)
+    cmp = Comparison(ev.model, ev.preset, pub, ev, SETTINGS_DIFFER, diffs, unstated, notes=_notes(ev.model))
     m = ev.metrics.get(pub.metric) if pub.metric else None
     if m is not None and m.value is not None:
         cmp.delta = m.value - pub.harness_value
+        cmp.interval = m.ci95
         if m.stderr is not None:
             cmp.threshold = Z_95 * m.stderr
     if diffs:
@@ -172,8 +176,25 @@ def compare(ev: Evaluation, pub: PublishedResult, same_checkpoint: bool) -> Comp
         cmp.verdict = SETTINGS_DIFFER
         cmp.differences.append("the stored result has no value or standard error for the metric")
         return cmp
-    cmp.verdict = DIFFERS if abs(cmp.delta) > cmp.threshold else CONSISTENT
+    if cmp.interval is not None:
+        lo, hi = cmp.interval
+        cmp.verdict = CONSISTENT if lo <= pub.harness_value <= hi else DIFFERS
+    else:
+        cmp.verdict = DIFFERS if abs(cmp.delta) > cmp.threshold else CONSISTENT
     return cmp
+
+
+def _notes(model: str) -> list[str]:
+    try:
+        from ..models import get_model_spec
+
+        spec = get_model_spec(model)
+    except Exception:  # noqa: BLE001 - a model that no longer resolves still gets its comparison
+        return []
+    if spec.quantization:
+        return [f"measured on {spec.quantization} weights; published figures are for the unquantised model "
+                "(a known source of difference)"]
+    return []
 
 
 def comparisons(evaluations: list[Evaluation], published: list[PublishedResult] | None = None) -> list[Comparison]:

@@ -97,6 +97,7 @@ def _verdict_note(c: pub.Comparison) -> str:
     if c.delta is not None:
         parts.append(f"measured - published = {100 * c.delta:+.1f} points"
                      + (f" (1.96 s.e. = {100 * c.threshold:.1f})" if c.threshold is not None else ""))
+    parts += c.notes
     return "; ".join(parts) or "settings match"
 
 
@@ -122,7 +123,8 @@ def published_table(s: ResultsSnapshot) -> Table | None:
     for c in comps:
         e = c.measured
         m = e.metrics.get(c.published.metric) if e and c.published.metric else None
-        measured = f"{num(m.value)} ± {num(m.stderr)}" if m else MISSING
+        measured = (f"{num(m.value)} [{num(m.ci95[0])}, {num(m.ci95[1])}] (n={m.n})" if m and m.ci95
+                    else f"{num(m.value)} ± {num(m.stderr)}" if m else MISSING)
         settings = describe_settings(c.published.settings)
         rows.append([c.model, c.preset, c.published.dataset or MISSING, c.published.metric or MISSING, measured,
                      f"{c.published.harness_value:.3f}", f"{c.published.model}, {c.published.benchmark} ({settings})",
@@ -133,7 +135,7 @@ def published_table(s: ResultsSnapshot) -> Table | None:
         notes.append("No published counterpart: " + ", ".join(unmatched)
                      + " (embedded or user models that no Qwen publication reports).")
     return Table("published", "Measured vs published (published values on the harness's scale)",
-                 ["model", "preset", "dataset", "metric", "measured ± s.e.", "published", "published entry",
+                 ["model", "preset", "dataset", "metric", "measured [95% interval]", "published", "published entry",
                   "source", "verdict", "why"], rows, notes)
 
 
