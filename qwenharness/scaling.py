@@ -232,14 +232,75 @@ class Figures:
 
 
 # -- comparison of two models --------------------------------------------------------------------------------
-def accuracy_delta(a: tuple[str, Q, Q, Q], b: tuple[str, Q, Q, Q]) -> dict[str, Any]:
-    """b - a with the standard error of the difference; significant when |delta| > 1.96 se."""
+ALPHA = 0.05
+MIN_PAIRED_N = 10  # below this many shared documents no accuracy difference is called significant
+
+
+def per_sample_scores(s: Stored, metric: str) -> dict[str, float]:
+    """doc_id -> the metric's per-sample score, from the samples file beside an aggregate."""
+    path = s.path.with_name(s.path.name.removesuffix(".json") + ".samples.jsonl")
+    out: dict[str, float] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        value = (rec.get("scores") or {}).get(metric) if isinstance(rec, dict) and not rec.get("error") else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[str(rec.get("doc_id"))] = float(value)
+    return out
+
+
+def paired_test(a: dict[str, float], b: dict[str, float], source: str) -> dict[str, Any]:
+    """b - a on the documents both models scored: exact McNemar for 0/1 scores, else a paired normal
+    test on the per-document differences; "not enough samples" below MIN_PAIRED_N shared documents or
+    when even a unanimous result could not reach p < ALPHA."""
+    from .metrics import mcnemar_exact, mean_stderr
+
+    shared = sorted(set(a) & set(b))
+    n = len(shared)
+    out: dict[str, Any] = {"n_shared": n, "source": source}
+    if n == 0:
+        return {**out, "test": None, "verdict": "no shared documents", "significant": False}
+    diffs = [b[d] - a[d] for d in shared]
+    mean, se = mean_stderr(diffs)
+    out["delta"] = mean
+    significant = False
+    if all(a[d] in (0.0, 1.0) and b[d] in (0.0, 1.0) for d in shared):
+        only_a = sum(1 for d in shared if a[d] > b[d])
+        only_b = sum(1 for d in shared if b[d] > a[d])
+        p = mcnemar_exact(only_a, only_b)
+        out.update(test="mcnemar_exact", only_a_right=only_a, only_b_right=only_b, p_value=p)
+        significant = p < ALPHA
+    else:
+        out.update(test="paired_normal", se=se)
+        significant = bool(se and abs(mean) > Z_95 * se)
+    if n < MIN_PAIRED_N:
+        return {**out, "verdict": "not enough samples", "significant": False}
+    return {**out, "verdict": "significant" if significant else "not significant", "significant": significant}
+
+
+def accuracy_delta(a: tuple[str, Q, Q, Q], b: tuple[str, Q, Q, Q],
+                   paired: dict[str, Any] | None = None) -> dict[str, Any]:
+    """b - a with the standard error of the difference. Significance comes from the paired test on
+    the shared documents where the per-sample records are there; else |delta| > 1.96 x the unpaired
+    s.e., and never with fewer than MIN_PAIRED_N samples on either side."""
     delta, se = derive("difference", b[1], a[1]), derive("se_diff", b[2], a[2])
-    significant = bool(delta and se and abs(delta["value"]) > Z_95 * se["value"])
+    if paired is not None:
+        significant = bool(paired["significant"])
+        rule = (f"paired on shared documents: {paired['test']}, p < {ALPHA}; fewer than {MIN_PAIRED_N} shared "
+                "documents: not enough samples")
+    else:
+        small = min(a[3]["value"], b[3]["value"]) < MIN_PAIRED_N
+        significant = bool(not small and delta and se and abs(delta["value"]) > Z_95 * se["value"])
+        rule = f"|delta| > {Z_95} * sqrt(se_a^2 + se_b^2) (unpaired: no per-sample records); n < {MIN_PAIRED_N}: not enough samples"
     return {"metric": a[0], "a": {"value": a[1], "stderr": a[2], "n": a[3]},
             "b": {"value": b[1], "stderr": b[2], "n": b[3]}, "delta": delta, "se": se,
-            "significant": significant,
-            "significance_rule": f"|delta| > {Z_95} * sqrt(se_a^2 + se_b^2)"}
+            "paired": paired, "significant": significant, "significance_rule": rule}
 
 
 def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
@@ -284,7 +345,11 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
             not_compared[ds] = ("a headline metric has no stored value" if acc_a is None or acc_b is None
                                 else f"headline metrics differ ({acc_a[0]} vs {acc_b[0]})")
             continue
-        accuracy[ds] = accuracy_delta(acc_a, acc_b)
+        paired_a = per_sample_scores(fa.evals[ds], acc_a[0])
+        paired_b = per_sample_scores(fb.evals[ds], acc_b[0])
+        paired = (paired_test(paired_a, paired_b, f"{fa.evals[ds].rel} vs {fb.evals[ds].rel}")
+                  if paired_a and paired_b else None)
+        accuracy[ds] = accuracy_delta(acc_a, acc_b, paired)
         if detailed:
             others = sorted(set(fa.evals[ds].data["metrics"]) & set(fb.evals[ds].data["metrics"]) - {acc_a[0]})
             accuracy[ds]["other_metrics"] = {}
@@ -299,6 +364,16 @@ def compare_preset(fa: Figures, fb: Figures, detailed: bool) -> dict[str, Any]:
 
 # vLLM reserves gpu_memory_utilization up front: equal presets give peak ratios this close to 1.
 RESERVATION_TOLERANCE = 0.05
+
+
+def _test_words(x: dict[str, Any]) -> str:
+    p = x.get("paired")
+    if p is None:
+        return "significant at 95%, unpaired" if x["significant"] else "not significant, unpaired"
+    if p["verdict"] == "not enough samples":
+        return f"not enough samples ({p['n_shared']} shared documents)"
+    pv = f", p = {p['p_value']:.3g}" if p.get("p_value") is not None else ""
+    return f"{p['verdict']} ({p['test']} on {p['n_shared']} shared documents{pv})"
 
 
 def _fmt(x: float) -> str:
@@ -321,7 +396,7 @@ def recommendations(a: str, b: str, cmp: dict[str, Any], preset: str) -> list[di
             "rule": "a significant accuracy gain of b on a dataset: use b for that kind of task when the gain is "
                     "worth the cost-per-token ratio (a's throughput / b's throughput)",
             "text": f"{b} gains {_fmt(100 * x['delta']['value'])} points of {x['metric']} on {d} "
-                    f"(se {_fmt(100 * x['se']['value'])}, significant at 95%) at {cost_txt} (preset {preset}): "
+                    f"(se {_fmt(100 * x['se']['value'])}; {_test_words(x)}) at {cost_txt} (preset {preset}): "
                     f"use {b} for {d}-like tasks when that gain is worth {cost_txt}.",
             "numbers": {"delta": x["delta"], "se": x["se"], "cost_per_token_ratio": cost},
         })
@@ -329,7 +404,7 @@ def recommendations(a: str, b: str, cmp: dict[str, Any], preset: str) -> list[di
         recs.append({
             "rule": "a significant accuracy loss of b on a dataset: prefer a for that kind of task",
             "text": f"{b} loses {_fmt(-100 * x['delta']['value'])} points of {x['metric']} on {d} against {a} "
-                    f"(se {_fmt(100 * x['se']['value'])}, significant at 95%): prefer {a} for {d}-like tasks.",
+                    f"(se {_fmt(100 * x['se']['value'])}; {_test_words(x)}): prefer {a} for {d}-like tasks.",
             "numbers": {"delta": x["delta"], "se": x["se"]},
         })
     if acc and not gains and cost:
@@ -474,10 +549,9 @@ def insights(models: Sequence[str], figures: dict[tuple[str, str], Figures],
                     continue
                 out.append({
                     "id": f"accuracy:{a}:{b}:{preset}:{ds}",
-                    "rule": f"accuracy delta b - a is significant when |delta| > {Z_95} * se",
+                    "rule": x["significance_rule"],
                     "text": f"{preset}, {ds}: {b} - {a} = {_fmt(100 * x['delta']['value'])} points of "
-                            f"{x['metric']} (se {_fmt(100 * x['se']['value'])}): "
-                            + ("significant." if x["significant"] else "not significant."),
+                            f"{x['metric']} (se {_fmt(100 * x['se']['value'])}): {_test_words(x)}.",
                     "numbers": {"delta": x["delta"], "se": x["se"]},
                 })
     for m in models:

@@ -204,7 +204,20 @@ def test_accuracy_deltas_and_significance(analysis: dict[str, Any], selection: d
                 assert x["delta"]["value"] == pytest.approx(mb["value"] - ma["value"])
                 se = math.sqrt(ma["stderr"] ** 2 + mb["stderr"] ** 2)
                 assert x["se"]["value"] == pytest.approx(se)
-                assert x["significant"] == (abs(mb["value"] - ma["value"]) > 1.96 * se)
+                paired = x["paired"]
+                if paired is None:
+                    assert x["significant"] == (min(ma["n"], mb["n"]) >= scaling.MIN_PAIRED_N
+                                                and abs(mb["value"] - ma["value"]) > 1.96 * se)
+                    continue
+                # re-derive the paired test from the per-sample records of both models
+                rel_a, rel_b = paired["source"].split(" vs ")
+                sa, sb = (scaling.per_sample_scores(scaling.Stored(selection["root"] / rel, rel, {}), x["metric"])
+                          for rel in (rel_a, rel_b))
+                again = scaling.paired_test(sa, sb, paired["source"])
+                assert again == paired
+                assert x["significant"] == paired["significant"]
+                if paired["n_shared"] < scaling.MIN_PAIRED_N:
+                    assert paired["verdict"] == "not enough samples" and not x["significant"]
 
 
 def test_matrix_covers_every_evaluated_and_benchmarked_cell(analysis: dict[str, Any], selection: dict[str, Any]) -> None:

@@ -275,3 +275,24 @@ def test_compare_command_prints_ratios_and_says_why_accuracy_is_missing(tmp_path
     assert "KV cache" in out and "0.734" in out and "1.67" in out  # kv ratio, cost per token
     assert "no dataset has stored results for both tiny and tiny-2x" in out
     assert (tmp_path / "comparisons" / "tiny_vs_tiny-2x_comparison.json").exists()
+
+
+def test_paired_test_on_shared_documents() -> None:
+    from qwenharness.scaling import MIN_PAIRED_N, paired_test
+
+    a = {str(i): 1.0 for i in range(40)}
+    b = {**a, **{str(i): 0.0 for i in range(12)}}  # b loses 12 documents a got right, wins none
+    r = paired_test(a, b, "x vs y")
+    assert r["test"] == "mcnemar_exact" and (r["only_a_right"], r["only_b_right"]) == (12, 0)
+    assert r["p_value"] == pytest.approx(2 / 2 ** 12) and r["significant"] and r["verdict"] == "significant"
+    # the same documents, one discordant pair each way: not significant
+    c = {**a, "0": 0.0}
+    d = {**a, "1": 0.0}
+    assert not paired_test(c, d, "")["significant"]
+    # n = 5: never called significant, whatever the scores (0/5 against 5/5)
+    five_a = {str(i): 0.0 for i in range(5)}
+    five_b = {str(i): 1.0 for i in range(5)}
+    r5 = paired_test(five_a, five_b, "")
+    assert r5["n_shared"] == 5 < MIN_PAIRED_N and r5["verdict"] == "not enough samples" and not r5["significant"]
+    # only shared documents count: a's extra documents are ignored
+    assert paired_test({**five_a, "99": 1.0}, five_b, "")["n_shared"] == 5
