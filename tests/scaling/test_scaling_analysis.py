@@ -69,7 +69,7 @@ def stored(selection: dict[str, Any], harness: HarnessOptions, engine_pool: Any)
             if not todo:
                 continue
             settings = EvalSettings(models=[m], presets=[p], datasets=todo, backend=backend,
-                                    sample_limit=harness.sample_limit or CPU_SAMPLE_LIMIT, data_dir=harness.data_dir,
+                                    sample_limit=harness.sample_limits.default or CPU_SAMPLE_LIMIT, data_dir=harness.data_dir,
                                     load_format=harness.load_format)
             results = Evaluator(settings, resolve_run_paths(root, harness.run_id), pool=engine_pool).run()
             failed = [f"{r.model}/{r.preset}/{r.dataset}: {r.error}" for r in results if not r.ok]
