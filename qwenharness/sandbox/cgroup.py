@@ -39,6 +39,22 @@ def _writable_dir(p: Path) -> bool:
     return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the cgroups of harness processes that died without removing them (kill -9): they are
+    named ``qh-<pid>-...``; rmdir refuses any that still holds a process."""
+    try:
+        names = [d.name for d in parent.iterdir() if d.name.startswith("qh-") and d.is_dir()]
+    except OSError:
+        return
+    for name in names:
+        pid = name.split("-")[1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.rmdir(parent / name)
+            except OSError:
+                pass
+
+
 @dataclass
 class Cgroups:
     """Makes one child cgroup per sandbox under this process's own ones."""
@@ -68,6 +84,8 @@ class Cgroups:
                 parents = {"": p}
         if not parents:
             return None
+        for parent in parents.values():
+            _remove_stale(parent)
         made = cls(prefix, parents)
         try:
             made.remove(made.create(1 << 30, 16))  # a trial: the hierarchy may look writable yet refuse

@@ -52,6 +52,14 @@ def _exported(ns: dict) -> tuple:
     return sorted(names), modules
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - the solution may have replaced or closed them
+            pass
+
+
 def main() -> None:
     setup_fd, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
     setup = wire.receive(setup_fd)
@@ -63,8 +71,10 @@ def main() -> None:
     try:
         exec(compile(setup["solution"], "<solution>", "exec"), ns)
     except BaseException as e:  # SystemExit too: the solution never got to answer
+        _flush()
         wire.send(answer_fd, ("e",) + _describe(e))
         os._exit(1)
+    _flush()
     wire.send(answer_fd, ("ready",) + _exported(ns))
     send, receive, encode, write_all = wire.send, wire.receive, wire.encode, wire.write_all
     while True:
@@ -82,6 +92,7 @@ def main() -> None:
                 frame = encode(("o", _type_name(value), bool(value)))
         except BaseException as e:  # noqa: BLE001 - every failure is an answer
             frame = encode(("e",) + _describe(e))
+        _flush()  # the process is killed, not ended, when the tests are done: keep its output
         try:
             write_all(answer_fd, frame)
         except OSError:
