@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset name, e.g. gsm8k or humaneval")
     p.add_argument("--responses", required=True, help="JSONL: {id, response} or {task_id, completion} per line")
     p.add_argument("--output", help="per-sample results (default: <responses>.scored.jsonl beside the input)")
+    p.add_argument("--allow-unisolated", action="store_true",
+                   help="run generated code (humaneval, mbpp) even without bubblewrap; the records and the "
+                        "summary then say \"isolation\": \"none\"")
     add_data_dir(p)
     p.set_defaults(handler=run)
 
@@ -76,7 +79,8 @@ def _line_of(path: Path, rid: str) -> int:
     return 0
 
 
-def score_file(dataset: str, responses_path: Path, data_dir: str | None = None) -> tuple[dict[str, Any], list[Any]]:
+def score_file(dataset: str, responses_path: Path, data_dir: str | None = None,
+               allow_unisolated: bool = False) -> tuple[dict[str, Any], list[Any]]:
     from ..data import load_docs
     from ..tasks import get_task
 
@@ -86,6 +90,9 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None) 
                            f"run `qwenharness evaluate --datasets {dataset} --judge-model MODEL` instead")
     if hasattr(task, "data_dir"):
         task.data_dir = data_dir  # type: ignore[attr-defined]
+    if hasattr(task, "allow_unisolated"):  # code tasks: refuse early, before reading anything, without bubblewrap
+        task.allow_unisolated = allow_unisolated or None  # type: ignore[attr-defined]
+        task.sandbox  # type: ignore[attr-defined]  # noqa: B018
     grouped = read_responses(responses_path)
     docs = {d.id: {**d.record, "_index": d.index} for d in load_docs(dataset, data_dir=data_dir)}
     for rid in grouped:
@@ -123,12 +130,14 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None) 
         "n_errors": len(records) - len(good),
         "metrics": task.aggregate(good) if good else {},
     }
+    if hasattr(task, "isolation"):
+        summary["isolation"] = task.isolation(records)  # "bubblewrap", or "none" with --allow-unisolated
     return summary, records
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.responses)
-    summary, records = score_file(args.dataset, path, args.data_dir)
+    summary, records = score_file(args.dataset, path, args.data_dir, getattr(args, "allow_unisolated", False))
     out = Path(args.output) if args.output else path.with_name(f"{path.stem}.scored.jsonl")
     atomic_write_text(out, "".join(dumps(r.to_dict()) + "\n" for r in records))
     summary["output"] = str(out)

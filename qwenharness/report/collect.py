@@ -71,6 +71,7 @@ class Evaluation:
     n_errors: int | None = None
     error_rate: float | None = None
     n_shot: int | None = None
+    isolation: str | None = None  # code benchmarks: "bubblewrap", or "none" (run with --allow-unisolated)
     chat: bool | None = None
     thinking: bool | None = None
     sample_limit: int | None = None
@@ -192,6 +193,7 @@ def _evaluation(data: dict[str, Any], path: Path, run_id: str) -> Evaluation | N
         n_errors=_int(data.get("n_errors")),
         error_rate=_num(data.get("error_rate")),
         n_shot=_int(task.get("n_shot")),
+        isolation=task.get("isolation") if isinstance(task.get("isolation"), str) else None,
         chat=options.get("chat") if isinstance(options.get("chat"), bool) else None,
         thinking=options.get("enable_thinking") if isinstance(options.get("enable_thinking"), bool) else None,
         sample_limit=_int(data.get("sample_limit")),

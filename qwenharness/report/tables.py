@@ -80,6 +80,8 @@ def metric_table(s: ResultsSnapshot) -> Table | None:
         m = e.primary_metric()
         others = ", ".join(f"{k} {num(v.value)} ± {num(v.stderr)}" for k, v in e.metrics.items()
                            if k != name and v.value is not None) or "none"
+        if e.isolation:  # generated code: how it was isolated ("none": run with --allow-unisolated)
+            others += f"; code isolation: {e.isolation}" + (" (UNISOLATED)" if e.isolation == "none" else "")
         rows.append([e.model, e.preset, e.dataset, name or MISSING, num(m.value if m else None),
                      num(m.stderr if m else None), str(m.n) if m and m.n is not None else MISSING,
                      f"{e.n_errors} of {e.n_samples}" if e.n_samples is not None else MISSING,
