@@ -12,6 +12,17 @@ VENV=${QWENHARNESS_VENV:-.venv}
 STAMP="$VENV/.qwenharness-setup"
 want="$TARGET $(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 
+# HumanEval/MBPP run generated code in bubblewrap sandboxes (qwenharness/sandbox); without it they refuse.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap (the code sandbox)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "setup: bubblewrap is missing: install the package 'bubblewrap' (sudo apt-get install bubblewrap," \
+         "dnf install bubblewrap, ...); HumanEval/MBPP refuse to run generated code without it" >&2
+  fi
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "import qwenharness" 2>/dev/null; then
   echo "setup: $VENV is up to date ($TARGET)"
   exit 0
