@@ -162,6 +162,7 @@ def _use_tmp(folder: Path) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(system_tmp() / f"torchinductor_{user}"))
     os.environ["TMPDIR"] = str(folder)
     tempfile.tempdir = str(folder)
+    os.environ[GUARDED_ENV] = "1"
 
 
 # -- the guard and the worker ---------------------------------------------------------------------
@@ -282,3 +283,76 @@ def _die(tmp: Path) -> None:
         kill_tree(os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     os._exit(137)
+
+
+# -- the reaper: the same promise for a library user (the pytest session) ---------------------------
+
+GUARDED_ENV = "QWENHARNESS_GUARDED"  # set in a supervised worker: the guard covers it already
+_reaper: "subprocess.Popen[bytes] | None" = None
+_reaper_lock = threading.Lock()
+
+
+def track_children() -> None:
+    """Have a reaper process kill this process's current descendants (engine processes) if this
+    process dies without ending them, kill -9 included. Called by the EnginePool after it opens an
+    engine; a no-op in a supervised worker and where unsupported."""
+    global _reaper
+    import subprocess
+
+    if not supported() or os.environ.get(GUARDED_ENV):
+        return
+    with _reaper_lock:
+        if _reaper is None or _reaper.poll() is not None:
+            _reaper = subprocess.Popen(
+                [sys.executable, "-c", f"from qwenharness.lifetime import reaper_main; reaper_main({os.getpid()})"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+        lines = []
+        for proc in live_descendants(os.getpid()):
+            if proc.pid == _reaper.pid:
+                continue
+            try:
+                lines.append(f"{proc.pid} {proc.create_time()}\n")
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                continue
+        try:
+            assert _reaper.stdin is not None
+            _reaper.stdin.write("".join(lines).encode())
+            _reaper.stdin.flush()
+        except OSError:
+            _reaper = None
+
+
+def reaper_main(parent: int) -> None:
+    """The reaper: remember the (pid, start time) pairs the parent sends; once the parent is gone
+    (its pipe closed or this process reparented), kill those still running, with their trees."""
+    import select
+
+    import psutil
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
+    tracked: dict[int, float] = {}
+    buf = b""
+    while os.getppid() == parent:
+        ready, _, _ = select.select([0], [], [], 0.5)
+        if not ready:
+            continue
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                pid_s, start_s = line.split()
+                tracked[int(pid_s)] = float(start_s)
+    time.sleep(GRACE_S if os.getppid() == parent else 0.0)  # a normal exit: leftovers may still end
+    for pid, start in tracked.items():
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - start) > 1.0:
+                continue  # the pid was reused
+        except psutil.Error:
+            continue
+        kill_tree(pid)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Hashable
 
 from ..errors import ConfigError
+from ..lifetime import track_children
 from ..presets import ResolvedConfig, get_model_config
 from .base import Engine
 
@@ -104,6 +105,7 @@ class EnginePool:
         start = time.perf_counter()
         engine = self._opener(config, backend)
         elapsed = time.perf_counter() - start
+        track_children()  # its processes die with this one, however this one dies
         self._engine, self._key, self._config = engine, key, config
         self.opened += 1
         self.max_alive = max(self.max_alive, self.opened - self.closed)
