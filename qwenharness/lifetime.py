@@ -186,6 +186,8 @@ def run_supervised(work: Callable[[], int]) -> int:
         os.close(write_end)
         code = 1
         try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _interrupt_once)
             _use_tmp(tmp)
             _watch_guard(read_end, tmp)
             code = int(work() or 0)
@@ -211,6 +213,19 @@ def run_supervised(work: Callable[[], int]) -> int:
             pass  # drop what arrived meanwhile (a Ctrl-C the worker has handled)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return status
+
+
+_last_interrupt = [float("-inf")]
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """SIGINT in the worker: one KeyboardInterrupt for the copies that arrive together (a signal
+    sent to the process group and passed on by the guard as well)."""
+    now = time.monotonic()
+    if now - _last_interrupt[0] < 1.0:
+        return
+    _last_interrupt[0] = now
+    raise KeyboardInterrupt
 
 
 def _guard(worker: int) -> int:

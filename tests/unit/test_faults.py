@@ -436,6 +436,33 @@ def test_kill_9_of_vllm_run_leaves_no_engine_core(tmp_path: Path, data_dir: Path
     assert_nothing_left(proc.pid, snapshot, marker)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target,sig,code", [("group", signal.SIGINT, 130), ("guard", signal.SIGINT, 130),
+                                             ("guard", signal.SIGTERM, 128 + signal.SIGTERM)],
+                         ids=["ctrl-c", "sigint-to-guard", "sigterm-to-guard"])
+def test_signals_reach_the_worker_once(target: str, sig: int, code: int, tmp_path: Path, data_dir: Path) -> None:
+    """Ctrl-C (the whole group) and signals sent to the guard alone end the run the usual way."""
+    argv = evaluate_argv(tmp_path / "run", data_dir, limit=400)
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(argv, env={**cli_env(data_dir), "QH_FAULT_MARKER": marker}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "manifest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    snapshot = descendants(proc.pid)
+    if target == "group":
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    if sig == signal.SIGINT:
+        assert err.strip().splitlines()[-1].startswith("qwenharness: interrupted")
+    assert_nothing_left(proc.pid, snapshot, marker)
+
+
 LIBRARY_SCRIPT = """
 import sys, time
 from qwenharness.engines.pool import EnginePool
