@@ -59,10 +59,7 @@ def _python_files(executable: str, site_packages: bool) -> list[str]:
     if os.path.exists(zipped):
         paths.add(zipped)
     if site_packages:
-        for key in ("purelib", "platlib"):
-            p = sysconfig.get_paths()[key]
-            if os.path.isdir(p):
-                paths.add(os.path.realpath(p))
+        paths.update(site_dirs())
     return sorted(paths)
 
 
@@ -111,10 +108,22 @@ def read_only_binds(executable: str, site_packages: bool) -> tuple[str, ...]:
     return tuple(p for p in paths if not any(p != r and p.startswith(r + "/") for r in paths))
 
 
-def launcher(child_dir: str, module: str, args: list[str]) -> list[str]:
+def site_dirs() -> list[str]:
+    """This environment's site-packages folders (a venv's too), for ``Limits.site_packages``."""
+    paths = []
+    for key in ("purelib", "platlib"):
+        p = os.path.realpath(sysconfig.get_paths()[key])
+        if os.path.isdir(p) and p not in paths:
+            paths.append(p)
+    return paths
+
+
+def launcher(child_dir: str, module: str, args: list[str], site_packages: bool = False) -> list[str]:
     """Interpreter arguments that run ``<module>.entry()`` from the child folder with `args` as argv
     (a module, not a script, so that its cached bytecode is used: start-up time counts per sample)."""
-    code = f"import sys; sys.path.insert(0, {child_dir!r}); import {module}; {module}.entry()"
+    extra = site_dirs() if site_packages else []
+    code = (f"import sys; sys.path[:0] = {[child_dir]!r}; sys.path += {extra!r}; "
+            f"import {module}; {module}.entry()")
     return ["-c", code, *args]
 
 
@@ -136,7 +145,7 @@ def command(bwrap: str, executable: str, module: str, args: list[str], *, site_p
              "--size", str(sample_bytes), "--perms", "0700", "--tmpfs", SAMPLE_DIR, "--chdir", SAMPLE_DIR,
              "--remount-ro", "/dev", "--remount-ro", "/", "--info-fd", str(info_fd), "--"]
     flags = ["-I", "-B"] + ([] if site_packages else ["-S"])
-    return argv + [os.path.realpath(executable), *flags, *launcher(INSIDE_CHILD_DIR, module, args)]
+    return argv + [os.path.realpath(executable), *flags, *launcher(INSIDE_CHILD_DIR, module, args, site_packages)]
 
 
 def precompile() -> None:

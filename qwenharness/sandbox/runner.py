@@ -220,7 +220,7 @@ class Sandbox:
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
                "QWENHARNESS_SANDBOX": self.instance_id}
         flags = ["-I", "-B"] + ([] if self.limits.site_packages else ["-S"])
-        cmd = [self.python, *flags, *bwrap.launcher(str(bwrap.CHILD_DIR), module, args)]
+        cmd = [self.python, *flags, *bwrap.launcher(str(bwrap.CHILD_DIR), module, args, self.limits.site_packages)]
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                     cwd=tmpdir, pass_fds=tuple(pass_fds), start_new_session=True)
@@ -267,11 +267,13 @@ class Sandbox:
             server = self._spawn("tester", [theirs.fileno()], limited=False, mode="serve")
         finally:
             theirs.close()
-        server.proc.args = "tester serve"  # type: ignore[misc]
         server.control = mine
         self._local.server = server
         with self._servers_lock:
             self._servers.append(server)
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.append(server)
         return server
 
     def _stop_server(self, server: _Child) -> None:
@@ -282,11 +284,13 @@ class Sandbox:
                 self._servers.remove(server)
         self._end(server)
 
-    def close(self) -> None:
-        """Stop every tester server (run_many does at its end; a bare `run` keeps none)."""
-        with self._servers_lock:
-            servers = list(self._servers)
-        for server in servers:
+    def close(self, servers: list[_Child] | None = None) -> None:
+        """Stop `servers` (default: every tester server); run_many stops its own at its end, and a
+        bare `run` keeps none."""
+        if servers is None:
+            with self._servers_lock:
+                servers = list(self._servers)
+        for server in list(servers):
             self._stop_server(server)
 
     def _child_limits(self, timeout: float, candidate: bool) -> dict[str, int]:
@@ -367,8 +371,10 @@ class Sandbox:
         results: list[ExecutionResult | None] = [None] * len(programs)
         lock = threading.Lock()
 
+        batch: list[_Child] = []  # the tester servers this call starts, one per worker thread
+
         def job(i: int) -> None:
-            self._local.keep = True  # one tester server per worker thread for the whole batch
+            self._local.keep, self._local.batch = True, batch
             r = self.run(programs[i])
             results[i] = r
             if on_result is not None:
@@ -384,8 +390,8 @@ class Sandbox:
                     for f in [pool.submit(job, i) for i in range(len(programs))]:
                         f.result()
         finally:
-            self._local.keep = False
-            self.close()
+            self._local.keep, self._local.batch = False, None
+            self.close(batch)
         return [r for r in results if r is not None]
 
     def run_scaled(self, programs: Sequence[Program],
