@@ -421,7 +421,7 @@ class MBPP(_CodeTask):
     def program(self, doc: dict[str, Any], completion: str) -> Program:
         imports = "\n".join(doc.get("test_imports") or [])
         solution = f"{imports}\n{completion}" if imports else completion
-        return Program(solution, "\n".join(doc["test_list"]) + "\n", prelude=imports)
+        return Program(solution, "\n".join(doc["test_list"]) + "\n", prelude=imports, entry_point=self.entry_point(doc))
 
     def reference(self, doc: dict[str, Any]) -> Program:
         return self.program(doc, doc["code"])

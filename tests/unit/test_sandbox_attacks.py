@@ -312,6 +312,26 @@ def test_finalizers_and_signal_handlers_cannot_forge_a_pass(task: HumanEval, doc
     assert_contained(host, sandbox, rec)
 
 
+SHADOW_A_BUILTIN = """
+def abs(x):
+    return 0.0
+
+def truncate_number(number):
+    print("ATTACK-RAN", flush=True)
+    return 0.0
+"""
+
+
+def test_a_candidate_builtin_cannot_judge_the_tests(task: HumanEval, host: Host, sandbox: Sandbox) -> None:
+    """HumanEval/2's tests check ``abs(candidate(x) - y) < 1e-6``: a solution that defines its own
+    ``abs`` must not have the tests call it."""
+    doc2 = next(d for d in load("humaneval") if d["task_id"] == "HumanEval/2")
+    assert "abs(candidate" in doc2["test"]
+    rec = score(task, doc2, attack(SHADOW_A_BUILTIN, host))
+    assert rec.scores["pass@1"] == 0.0 and rec.extra["status"] == ["failed"]
+    assert_contained(host, sandbox, rec)
+
+
 # -- data leaving the sandbox -----------------------------------------------------------------------
 
 EXFILTRATE_FILES = """

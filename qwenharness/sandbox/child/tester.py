@@ -6,6 +6,10 @@ a fresh fork (``serve``). The setup frame holds the trusted prelude (HumanEval's
 prompt, with helpers such as ``poly`` that property checks use; MBPP's test imports), the test code,
 the entry point, the time limit and the resource limits.
 
+The tests see the candidate's functions under their names, except names the prelude defines and
+names of builtins (a candidate's own ``abs`` or ``all`` would otherwise judge the tests), and the
+modules the solution imported at top level, imported afresh here and only under their own names.
+
 The candidate's functions exist here only as `Remote` proxies: calling one sends ``(name, args,
 kwargs)`` over REQUEST_FD and waits, until the sample's deadline at most, for the answer on ANSWER_FD.
 Answers are decoded by wire.py into built-in types only, so the test's ``==``, ``<`` and ``in`` are
@@ -155,15 +159,19 @@ def run(setup: dict, request_fd: int, answer_fd: int) -> dict:
         return _verdict(CandidateGone("the candidate process sent something that is not an answer"))
     ns = {"__name__": "__test__", "__builtins__": builtins}
     exec(compile(setup.get("prelude") or "", "<prelude>", "exec"), ns)
+    shadows = set(dir(builtins))  # a candidate's `abs` or `all` must not replace the tests' own
     for alias, module in ready[2].items():  # the solution's top-level imports, imported here afresh
-        if alias.isidentifier() and alias not in ns and all(p.isidentifier() for p in module.split(".")):
+        # only under their own name (`import math`, `import os.path`): no `math` that is really `cmath`
+        parts = module.split(".")
+        if (alias.isidentifier() and alias not in ns and alias not in shadows and alias in (parts[0], parts[-1])
+                and all(p.isidentifier() for p in parts)):
             try:
                 __import__(module)
-                ns[alias] = sys.modules[module]
+                ns[alias] = sys.modules[module if alias == parts[-1] else parts[0]]
             except Exception:  # noqa: BLE001 - not importable here (absent, or only in its folder)
                 pass
     entry = setup.get("entry_point")
-    names = {n for n in ready[1] if n.isidentifier() and not n.startswith("__")}
+    names = {n for n in ready[1] if n.isidentifier() and not n.startswith("__") and n not in shadows}
     if entry:
         names.add(entry)
     for name in names:
