@@ -83,6 +83,8 @@ def main() -> None:
         except wire.ChannelError:
             os._exit(0)  # the test process is done
         try:
+            if name not in ns:
+                raise NameError(f"name {name!r} is not defined")
             fn = ns[name]
             value = fn(*args, **kwargs)
             try:
