@@ -1,14 +1,17 @@
 """Run a generated solution against its tests: two sandboxed processes per sample, one verdict.
 
-For each program the harness starts two processes, each in a bubblewrap sandbox of its own
-(bwrap.py): the *candidate* (child/candidate.py) executes the solution and answers calls; the
-*tester* (child/tester.py) executes the benchmark's test code, calls the candidate's functions
-through a pipe that carries only plain data (child/wire.py), and writes the verdict to a pipe that
-only it holds. The harness reads that verdict, then kills both sandboxes' PID namespaces (so no
-process of the sample survives it) and the sample folders vanish with their mount namespaces.
+For each program two processes run, each in a bubblewrap sandbox of its own (bwrap.py): the
+*candidate* (child/candidate.py), started afresh for the sample, executes the solution and answers
+calls; the *tester* (child/tester.py), a fresh fork of the worker thread's test server, executes the
+benchmark's test code, calls the candidate's functions through a pipe that carries only plain data
+(child/wire.py), and writes the verdict to a pipe that only it holds (the server's descriptors come
+over a unix socket). The harness reads that verdict, then kills the candidate's PID namespace and
+waits until its PID 1 is gone, so no process of the sample survives it; the sample folder vanishes
+with the mount namespace. A test server lives for one `run_many` batch (or one bare `run`).
 
 The time limit is kept on the caller's side: the tester waits for each answer until the sample's
-deadline at most, and the harness kills both sandboxes at the deadline plus a grace period.
+deadline at most, and the harness kills both sandboxes at the deadline plus a grace period (a test
+server that overran is replaced).
 """
 
 from __future__ import annotations

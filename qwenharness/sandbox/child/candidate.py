@@ -76,7 +76,7 @@ def main() -> None:
         os._exit(1)
     _flush()
     wire.send(answer_fd, ("ready",) + _exported(ns))
-    send, receive, encode, write_all = wire.send, wire.receive, wire.encode, wire.write_all
+    receive, encode, write_all = wire.receive, wire.encode, wire.write_all
     while True:
         try:
             name, args, kwargs = receive(request_fd)
