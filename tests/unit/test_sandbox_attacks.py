@@ -332,6 +332,29 @@ def test_a_candidate_builtin_cannot_judge_the_tests(task: HumanEval, host: Host,
     assert_contained(host, sandbox, rec)
 
 
+FAKE_POLY = """
+def poly(xs, x):
+    return 0.0
+
+def find_zero(xs):
+    print("ATTACK-RAN", flush=True)
+    return 12345.0
+"""
+
+
+def test_a_property_check_uses_the_datasets_helper(task: HumanEval, host: Host, sandbox: Sandbox) -> None:
+    """HumanEval/32 checks ``abs(poly(coeffs, candidate(coeffs))) < 1e-4`` with the prompt's `poly`: a
+    solution that redefines `poly` to return 0 must still fail (the tests keep the dataset's)."""
+    doc32 = next(d for d in load("humaneval") if d["task_id"] == "HumanEval/32")
+    assert "poly(" in doc32["test"] and "def poly(" in doc32["prompt"]
+    rec = score(task, doc32, attack(FAKE_POLY, host))
+    assert rec.scores["pass@1"] == 0.0 and rec.extra["status"] == ["failed"]
+    assert_contained(host, sandbox, rec)
+    body = doc32["canonical_solution"]  # indented: the function's body
+    good = score(task, doc32, attack("def find_zero(xs):\n    print('ATTACK-RAN (none)')\n" + body, host))
+    assert good.extra["status"] == ["passed"], good.extra
+
+
 # -- data leaving the sandbox -----------------------------------------------------------------------
 
 EXFILTRATE_FILES = """
