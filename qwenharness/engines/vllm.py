@@ -80,6 +80,9 @@ def check_architecture(vllm: Any, config: ResolvedConfig) -> None:
             "--load-format dummy (a Qwen2 stand-in of the same shapes, for speed and memory)")
 
 
+CPU_BLOCK_SIZE = 32
+
+
 def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
     """The `vllm.LLM` keyword arguments of a resolved configuration."""
     kwargs: dict[str, Any] = {
@@ -102,7 +105,24 @@ def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
     }
     if config.load_format == "dummy" and not config.model.builtin:
         kwargs["load_format"] = "dummy"
+    if config.device == "cpu" and config.enable_prefix_caching:
+        # vLLM-CPU's default 128-token blocks are longer than most multiple-choice contexts, so
+        # no context would ever be shared; 32 is the smallest size the CPU kernels prefer.
+        kwargs["block_size"] = CPU_BLOCK_SIZE
     return kwargs
+
+
+def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> LoglikelihoodResult | None:
+    """The continuation's summed log-probability, or None where a position came from the cache."""
+    scored = prompt_logprobs[len(tokens) - n:]
+    total, greedy = 0.0, True
+    for token, entry in zip(tokens[len(tokens) - n:], scored):
+        if entry is None or token not in entry:
+            return None
+        lp = entry[token]
+        total += lp.logprob
+        greedy = greedy and lp.rank == 1
+    return LoglikelihoodResult(logprob=total, is_greedy=greedy, num_tokens=n)
 
 
 class VLLMEngine:
@@ -177,22 +197,50 @@ class VLLMEngine:
         return results
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
+        """Summed continuation log-probabilities from vLLM's prompt log-probabilities.
+
+        vLLM skips the prefix cache for prompt log-probabilities by default. The continuation's
+        positions are all this needs, so with prefix caching on, requests are sent in two waves:
+        the first of each context, then the others, which read the context's cached blocks (for
+        four choices of one question, the question is computed once). A result whose continuation
+        fell inside a cached block (no log-probability returned) is computed again without the cache."""
         llm = self._require_open()
         pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The scored sequence must fit max_model_len with room for the one token vLLM generates.
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
-        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
-        outputs = llm.generate([{"prompt_token_ids": tokens} for tokens, _ in windows], params, use_tqdm=progress)
-        results = []
-        for (tokens, n), out in zip(windows, outputs):
-            scored = out.prompt_logprobs[len(tokens) - n:]
-            total, greedy = 0.0, True
-            for token, entry in zip(tokens[len(tokens) - n:], scored):
-                lp = entry[token]
-                total += lp.logprob
-                greedy = greedy and lp.rank == 1
-            results.append(LoglikelihoodResult(logprob=total, is_greedy=greedy, num_tokens=n))
-        return results
+        share = bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs
+        params = self._prompt_logprob_params(read_cache=share)
+        waves: list[list[int]] = [list(range(len(windows)))]
+        if share:
+            seen: set[tuple[int, ...]] = set()
+            first, rest = [], []
+            for i, (tokens, n) in enumerate(windows):
+                key = tuple(tokens[:len(tokens) - n])
+                (rest if key in seen else first).append(i)
+                seen.add(key)
+            waves = [w for w in (first, rest) if w]
+        results: list[LoglikelihoodResult | None] = [None] * len(windows)
+        for wave in waves:
+            outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in wave], params, use_tqdm=progress)
+            for i, out in zip(wave, outputs):
+                results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            exact = self._prompt_logprob_params(read_cache=False)
+            outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in missing], exact, use_tqdm=False)
+            for i, out in zip(missing, outputs):
+                results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    @property
+    def _cached_prompt_logprobs(self) -> bool:
+        """Whether this vLLM lets prompt log-probability requests read the prefix cache (0.11+)."""
+        return "skip_reading_prefix_cache" in getattr(self._vllm.SamplingParams, "__struct_fields__", ())
+
+    def _prompt_logprob_params(self, *, read_cache: bool) -> Any:
+        extra = {"skip_reading_prefix_cache": not read_cache} if self._cached_prompt_logprobs else {}
+        return self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False, **extra)
 
     def info(self) -> EngineInfo:
         llm = self._require_open()
