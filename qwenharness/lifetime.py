@@ -347,19 +347,27 @@ def reaper_main(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
     tracked: dict[int, float] = {}
     buf = b""
-    while os.getppid() == parent:
-        ready, _, _ = select.select([0], [], [], 0.5)
+
+    def read(timeout: float) -> bool:
+        """Take what the parent sent; False at end of input."""
+        nonlocal buf
+        ready, _, _ = select.select([0], [], [], timeout)
         if not ready:
-            continue
+            return True
         chunk = os.read(0, 4096)
-        if not chunk:
-            break
         buf += chunk
         *lines, buf = buf.split(b"\n")
         for line in lines:
             with contextlib.suppress(ValueError):
                 pid_s, start_s = line.split()
                 tracked[int(pid_s)] = float(start_s)
+        return bool(chunk)
+
+    while os.getppid() == parent and read(0.5):
+        pass
+    deadline = time.monotonic() + 1.0  # the parent died before this process read all it sent
+    while time.monotonic() < deadline and read(0.05):
+        pass
     time.sleep(GRACE_S if os.getppid() == parent else 0.0)  # a normal exit: leftovers may still end
     for pid, start in tracked.items():
         try:

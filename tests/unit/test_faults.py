@@ -463,6 +463,28 @@ def test_signals_reach_the_worker_once(target: str, sig: int, code: int, tmp_pat
     assert_nothing_left(proc.pid, snapshot, marker)
 
 
+REAPER_SCRIPT = """
+import os, signal, subprocess
+from qwenharness import lifetime
+child = subprocess.Popen(["sleep", "600"])
+lifetime.track_children()
+print(child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # at once: the reaper may not have read the pid yet
+"""
+
+
+def test_reaper_ends_what_its_parent_tracked(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (lifetime.GUARDED_ENV, lifetime.SUPERVISE_ENV)}
+    done = subprocess.run([sys.executable, "-c", REAPER_SCRIPT], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    child = psutil.Process(int(done.stdout.split()[0]))
+    try:
+        child.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        child.kill()
+        pytest.fail("the tracked child outlived its parent")
+
+
 LIBRARY_SCRIPT = """
 import sys, time
 from qwenharness.engines.pool import EnginePool
