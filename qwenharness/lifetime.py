@@ -202,10 +202,12 @@ def run_supervised(work: Callable[[], int]) -> int:
         # handlers, e.g. vLLM's and multiprocessing's, still run).
         raise SystemExit(code)
     os.close(read_end)
+    status = 128 + signal.SIGKILL
     try:
         status = _guard(pid)
     finally:
-        kill_leftovers(os.getpid(), grace=GRACE_S)
+        # after a normal end leftovers get a moment to finish; a killed worker's orphans do not
+        kill_leftovers(os.getpid(), grace=GRACE_S if status < 128 else 0.0)
         _reap_children()
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(write_end)
