@@ -9,6 +9,11 @@ Where results go:
     not given again are taken from its manifest. Rerunning with the same --run-id does the same.
 Summaries (latest_summary.json, comprehensive_summary.json) go beside the `evaluations` folder
 (results/), or into the folder holding the run directory when it is not named `evaluations`.
+
+Options are checked before anything is written (bad values exit 2 with one line). Two processes
+on one run share it: a dataset the other holds is skipped, then waited for and reused at the end.
+Exit status: 0 when every dataset ran and not every sample errored, 1 otherwise, 2 for errors
+with a fix (bad options, unwritable or full output folder).
 """
 
 from __future__ import annotations
