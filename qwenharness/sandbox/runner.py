@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -242,7 +241,7 @@ class Sandbox:
                 pass
             # PID 1 ends only once the kernel has killed and reaped every process of its namespace;
             # bwrap itself may exit before that, so wait for PID 1
-            select.select([child.pidfd], [], [], 10.0)
+            wire.wait_readable(child.pidfd, 10.0)
             os.close(child.pidfd)
             child.pidfd = None
         if child.proc.returncode is None:
@@ -459,8 +458,7 @@ def _sandbox_init(info_fd: int, bwrap_pid: int) -> int | None:
     data = b""
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([info_fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
+        if not wire.wait_readable(info_fd, max(0.0, deadline - time.monotonic())):
             break
         chunk = os.read(info_fd, 4096)
         if not chunk:

@@ -335,3 +335,22 @@ def test_without_bubblewrap_an_explicit_flag_runs_unisolated(monkeypatch: pytest
     r = run(sb, "import time\ntime.sleep(100)\n", "assert True\n")
     assert r.status == "timeout"
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("qh-sandbox-*"))
+
+
+def test_works_when_the_harness_holds_many_descriptors(sandbox: Sandbox) -> None:
+    """An inference engine in the same process can hold over 1024 descriptors (select()'s limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert min(held) < 1024 < max(held)
+        assert run(sandbox, "def f():\n    return 1\n", "assert f() == 1\n").status == "passed"
+        assert run(sandbox, "def f():\n    while True:\n        pass\n", "f()\n").status == "timeout"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
