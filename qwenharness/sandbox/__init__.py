@@ -7,9 +7,11 @@ Two boundaries, both needed:
    Python installation, and a size-limited tmpfs as the only writable place. Nothing of the host is
    visible (no ``$HOME``, no dataset, no harness process, no network), nothing written survives the
    sample, and the whole PID namespace is killed when the sample ends, times out, or the harness
-   dies (``--die-with-parent``). rlimits cap address space, CPU time, file size, open files and
-   processes; where the cgroup hierarchy allows (cgroup.py), a memory and a pids cgroup also count
-   anonymous memory files and processes that rlimits miss.
+   dies (``--die-with-parent``). The candidate may make threads but no processes (a seccomp filter;
+   ``Limits.allow_processes`` lifts it). rlimits cap address space, CPU time, file size, open files
+   and processes; where the cgroup hierarchy allows (cgroup.py), a memory and a pids cgroup also
+   count anonymous memory files and processes that rlimits miss (without a memory cgroup, memory
+   files are bounded by open files x file size on top of the address-space limit).
 
 2. **Candidate and tests in different processes** (runner.py): the solution runs in one sandbox
    and only answers calls; the benchmark's tests run in another sandbox and call it through a pipe

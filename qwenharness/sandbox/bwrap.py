@@ -8,6 +8,7 @@ Python interpreter, its standard library, the folders of the shared libraries th
 with ``ldd``) and the child modules, plus ``/proc`` of its own PID namespace, ``/dev/null``,
 ``/dev/zero`` and ``/dev/urandom``, and the sample folder ``/sample``: a size-limited tmpfs, the
 only writable place, gone with the namespace. ``--die-with-parent`` kills the sandbox if the harness dies, even by ``kill -9``.
+The candidate's sandbox also gets a seccomp filter (`no_fork_filter`): threads, but no processes.
 
 bubblewrap rather than nsjail, firejail or Docker: it is one small unprivileged-namespace tool
 packaged by every distribution, needs no daemon and no setuid when user namespaces are enabled, and
@@ -127,8 +128,56 @@ def launcher(child_dir: str, module: str, args: list[str], site_packages: bool =
     return ["-c", code, *args]
 
 
+# A seccomp filter (classic BPF, as bwrap's --seccomp reads it) that lets the candidate make threads
+# but no processes: fork, vfork and clone without CLONE_THREAD fail with EAGAIN, clone3 with ENOSYS
+# (glibc then falls back to clone for threads). Processes would be contained by the PID namespace
+# anyway; the filter bounds their number where nothing else does (a pids cgroup is not always
+# available, and the kernel exempts a root-owned process from RLIMIT_NPROC).
+_ARCHES = {  # machine: (AUDIT_ARCH, syscalls that make a process, clone, clone3)
+    "x86_64": (0xC000003E, (57, 58), 56, 435),  # fork, vfork
+    "aarch64": (0xC00000B7, (), 220, 435),
+}
+_LD_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _KILL = 0x7FFF0000, 0x80000000
+_EAGAIN, _ENOSYS = 0x00050000 | 11, 0x00050000 | 38
+CLONE_THREAD = 0x00010000
+
+
+def no_fork_filter(machine: str | None = None) -> bytes | None:
+    """The filter for this machine's architecture, or None where it is not known."""
+    import platform
+    import struct
+
+    spec = _ARCHES.get(machine or platform.machine())
+    if spec is None:
+        return None
+    arch, forks, clone, clone3 = spec
+    # (code, jump-if-true label, jump-if-false label, k); labels are resolved to offsets below
+    prog: list[tuple[int, str | None, str | None, int]] = [
+        (_LD_ABS, None, None, 4),  # seccomp_data.arch
+        (_JEQ, None, "kill", arch),
+        (_LD_ABS, None, None, 0),  # seccomp_data.nr
+        (_JGE, "kill", None, 0x40000000),  # x32 system calls
+        *[(_JEQ, "eagain", None, nr) for nr in forks],
+        (_JEQ, "enosys", None, clone3),
+        (_JEQ, None, "allow", clone),
+        (_LD_ABS, None, None, 16),  # clone's flags (args[0], low 32 bits)
+        (_JSET, "allow", "eagain", CLONE_THREAD),
+    ]
+    labels = {"allow": (_RET, _ALLOW), "eagain": (_RET, _EAGAIN), "enosys": (_RET, _ENOSYS), "kill": (_RET, _KILL)}
+    where = {name: len(prog) + i for i, name in enumerate(labels)}
+    out = b""
+    for i, (code, jt, jf, k) in enumerate(prog):
+        t = where[jt] - i - 1 if jt else 0
+        f = where[jf] - i - 1 if jf else 0
+        out += struct.pack("=HBBI", code, t, f, k)
+    for code, k in labels.values():
+        out += struct.pack("=HBBI", code, 0, 0, k)
+    return out
+
+
 def command(bwrap: str, executable: str, module: str, args: list[str], *, site_packages: bool,
-            sample_bytes: int, info_fd: int, marker: str) -> list[str]:
+            sample_bytes: int, info_fd: int, marker: str, seccomp_fd: int | None = None) -> list[str]:
     """The bwrap argv that runs ``python -I -B [-S] -c <module>.entry() args`` in a fresh sandbox."""
     argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
@@ -146,7 +195,10 @@ def command(bwrap: str, executable: str, module: str, args: list[str], *, site_p
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", str(CHILD_DIR), INSIDE_CHILD_DIR,
              "--size", str(sample_bytes), "--perms", "0700", "--tmpfs", SAMPLE_DIR, "--chdir", SAMPLE_DIR,
-             "--remount-ro", "/", "--info-fd", str(info_fd), "--"]
+             "--remount-ro", "/", "--info-fd", str(info_fd)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    argv += ["--"]
     flags = ["-I", "-B"] + ([] if site_packages else ["-S"])
     return argv + [os.path.realpath(executable), *flags, *launcher(INSIDE_CHILD_DIR, module, args, site_packages)]
 

@@ -55,6 +55,7 @@ class Limits:
     sample_folder_bytes: int = 64 * 1024**2  # size of the tmpfs that is the only writable place
     output_bytes: int = 8192  # captured stdout+stderr kept in the result
     site_packages: bool = False  # True: the child may import third-party packages (drops -S)
+    allow_processes: bool = False  # True: the candidate may start processes (else seccomp: threads only)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class Sandbox:
             self.bwrap = None
         self.isolation: Isolation = "bubblewrap" if self.bwrap else "none"
         self.cgroups = Cgroups.detect(f"qh-{os.getpid()}-{self.instance_id}") if self.bwrap else None
+        self._no_fork = bwrap.no_fork_filter() if self.bwrap and not self.limits.allow_processes else None
         bwrap.precompile()
         self._local = threading.local()  # .server: this thread's tester server; .keep: run_many is on
         self._servers: list[_Child] = []
@@ -187,12 +189,18 @@ class Sandbox:
                 return self._spawn_unisolated(module, args, pass_fds, out)
             info_r, info_w = os.pipe()
             cgroup: list[str] = []
+            seccomp_r = -1
             try:
                 if limited and self.cgroups:
                     cgroup = self.cgroups.create(self.limits.memory_bytes, self.limits.processes)
+                if limited and self._no_fork is not None:  # the candidate: threads, but no processes
+                    seccomp_r, seccomp_w = os.pipe()
+                    os.write(seccomp_w, self._no_fork)  # a few hundred bytes: fits the pipe
+                    os.close(seccomp_w)
+                    pass_fds.append(seccomp_r)
                 cmd = bwrap.command(self.bwrap, self.python, module, args, site_packages=self.limits.site_packages,
                                     sample_bytes=self.limits.sample_folder_bytes, info_fd=info_w,
-                                    marker=self.instance_id)
+                                    marker=self.instance_id, seccomp_fd=seccomp_r if seccomp_r != -1 else None)
                 env = {"PATH": "/usr/bin:/bin"}
                 if cgroup:  # join the cgroups before bwrap starts anything
                     env["QH_CGROUP_PROCS"] = " ".join(p + "/cgroup.procs" for p in cgroup)
@@ -213,6 +221,8 @@ class Sandbox:
                 os.close(info_r)
                 if info_w != -1:
                     os.close(info_w)
+                if seccomp_r != -1:
+                    os.close(seccomp_r)
         except BaseException:
             out.close()
             raise

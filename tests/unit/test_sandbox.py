@@ -285,7 +285,28 @@ def test_setsid_and_sleep_leaves_nothing_behind(sandbox: Sandbox) -> None:
     time.sleep(1000)
     """
     r = run(sandbox, code, "assert True\n")
-    assert r.status == "timeout"
+    assert r.status == "error" and "BlockingIOError" in r.message  # no processes: threads only
+
+
+def test_threads_work_but_processes_do_not(sandbox: Sandbox) -> None:
+    code = """
+    import os, subprocess, sys, threading
+    def f():
+        out = []
+        t = threading.Thread(target=lambda: out.append('thread'))
+        t.start()
+        t.join()
+        for start in (os.fork, lambda: subprocess.Popen([sys.executable, '-c', 'pass']),
+                      lambda: os.posix_spawn(sys.executable, [sys.executable, '-c', 'pass'], {})):
+            try:
+                if start() == 0:
+                    os._exit(0)
+                out.append('process')
+            except OSError:
+                out.append('refused')
+        return out
+    """
+    assert run(sandbox, code, "assert f() == ['thread', 'refused', 'refused', 'refused'], f()\n").status == "passed"
 
 
 def test_many_programs_run_in_parallel_in_order(sandbox: Sandbox) -> None:

@@ -196,7 +196,11 @@ def score(task: HumanEval, doc: dict[str, Any], *completions: str) -> Any:
     program = task.program(doc, task.completion(doc, completions[0], chat=False))
     [direct] = task.sandbox.run_many([program])
     assert "ATTACK-RAN" in direct.output, (direct, program.solution)
+    LAST_DIRECT[:] = [direct]
     return record
+
+
+LAST_DIRECT: list[Any] = []  # the direct run of the last score() call (its captured output)
 
 
 # -- the control: the same machinery passes a correct answer -----------------------------------------
@@ -476,11 +480,13 @@ def spawn():
     try:
         import subprocess
         subprocess.Popen(ARGS, start_new_session=True, env={})  # no marker in its environment
+        print("SPAWNED popen", flush=True)
     except Exception:
         pass
     try:
         import _posixsubprocess  # the low-level route
         os.posix_spawn(sys.executable, ARGS, {}, setsid=True)
+        print("SPAWNED posix_spawn", flush=True)
     except Exception:
         pass
     try:
@@ -489,6 +495,7 @@ def spawn():
             if os.fork() == 0:
                 os.execve(sys.executable, ARGS, {})
             os._exit(0)
+        print("SPAWNED double fork", flush=True)
     except Exception:
         pass
     return True
@@ -583,9 +590,24 @@ def test_writing_into_home_fails(task: HumanEval, doc: dict[str, Any], host: Hos
 
 def test_a_spawned_process_does_not_outlive_the_run(task: HumanEval, doc: dict[str, Any], host: Host,
                                                     sandbox: Sandbox) -> None:
+    """By default the candidate cannot start a process at all (seccomp: threads only)."""
     rec = score(task, doc, attack(OUTLIVE, host))
     assert rec.scores["pass@1"] == 0.0
+    assert "SPAWNED" not in LAST_DIRECT[0].output
     assert_contained(host, sandbox, rec)
+
+
+def test_a_spawned_process_dies_with_the_sample_namespace(doc: dict[str, Any], host: Host) -> None:
+    """Where processes are allowed, the ones the attack starts (detached, environment cleared) die
+    with the sample's PID namespace."""
+    sb = Sandbox(limits=Limits(allow_processes=True), policy=TimeoutPolicy(floor_s=3.0))
+    try:
+        rec = score(HumanEval(sb), doc, attack(OUTLIVE, host))
+        assert rec.scores["pass@1"] == 0.0
+        assert LAST_DIRECT[0].output.count("SPAWNED") >= 3, LAST_DIRECT[0].output
+        assert_contained(host, sb, rec)
+    finally:
+        sb.close()
 
 
 def test_the_scorer_survives_and_the_batch_is_scored(task: HumanEval, doc: dict[str, Any], host: Host,
@@ -619,16 +641,29 @@ def test_an_immutable_folder_is_not_left_behind(task: HumanEval, doc: dict[str, 
 
 
 SLEEPER = """
-import os, subprocess, sys, time
-
-ARGS = [sys.executable, "-S", "-c", "import time  # @TOKEN@\\ntime.sleep(120)"]
+import time
 
 def has_close_elements(numbers, threshold):
     print("ATTACK-RAN", flush=True)
-    subprocess.Popen(ARGS, start_new_session=True, env={})
     time.sleep(120)
     return True
 """
+
+
+def sample_processes(scorer: int) -> list[psutil.Process]:
+    """The candidate processes (sandboxed interpreters) under the scorer's process tree."""
+    try:
+        tree = psutil.Process(scorer).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in tree if any("candidate.entry()" in part for part in _cmdline(p))]
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 def test_kill_9_of_score_leaves_no_sample_behind(tmp_path: Path, host: Host) -> None:
@@ -640,9 +675,12 @@ def test_kill_9_of_score_leaves_no_sample_behind(tmp_path: Path, host: Host) -> 
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "wb"))
     try:
         deadline = time.monotonic() + 60
-        while not token_processes(host.token) and time.monotonic() < deadline and scorer.poll() is None:
-            time.sleep(0.1)
-        assert token_processes(host.token), (tmp_path / "stderr.txt").read_text()[-2000:]
+        sleeping: list[psutil.Process] = []
+        while not sleeping and time.monotonic() < deadline and scorer.poll() is None:
+            time.sleep(0.2)
+            sleeping = sample_processes(scorer.pid)
+        assert sleeping, (tmp_path / "stderr.txt").read_text()[-2000:]
+        time.sleep(0.5)  # it is in its sleep by now
         os.kill(scorer.pid, signal.SIGKILL)
         scorer.wait()
     finally:
@@ -650,9 +688,10 @@ def test_kill_9_of_score_leaves_no_sample_behind(tmp_path: Path, host: Host) -> 
             scorer.kill()
             scorer.wait()
     deadline = time.monotonic() + 5
-    while token_processes(host.token) and time.monotonic() < deadline:
+    while any(p.is_running() and p.status() != "zombie" for p in sleeping) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert token_processes(host.token) == [], "a sample's process outlived kill -9 of score"
+    assert not [p for p in sleeping if p.is_running() and p.status() != "zombie"], \
+        "a sample's process outlived kill -9 of score"
     assert tmp_entries() <= host.snapshot["tmp"], "a sample folder outlived kill -9 of score"
     # its cgroups (empty) are removed by the next harness that starts
     Sandbox()
