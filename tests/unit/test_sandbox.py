@@ -375,3 +375,12 @@ def test_works_when_the_harness_holds_many_descriptors(sandbox: Sandbox) -> None
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_no_fork_filter_is_built_for_known_architectures() -> None:
+    from qwenharness.sandbox.bwrap import no_fork_filter
+
+    for machine in ("x86_64", "aarch64"):
+        prog = no_fork_filter(machine)
+        assert prog and len(prog) % 8 == 0 and len(prog) // 8 < 64
+    assert no_fork_filter("s390x") is None  # unknown: the rlimits and cgroups alone apply
