@@ -77,6 +77,8 @@ class Evaluation:
     sample_limit: int | None = None
     judge: str | None = None
     finished_at: str | None = None
+    load_format: str | None = None  # "dummy": random weights of a real architecture (speed only)
+    protocol: str | None = None
 
     @property
     def primary(self) -> str | None:
@@ -199,7 +201,16 @@ def _evaluation(data: dict[str, Any], path: Path, run_id: str) -> Evaluation | N
         sample_limit=_int(data.get("sample_limit")),
         judge=judge.get("model") if isinstance(judge.get("model"), str) else None,
         finished_at=str(data["finished_at"]) if data.get("finished_at") else None,
+        load_format=_engine_load_format(data),
+        protocol=task.get("protocol") if isinstance(task.get("protocol"), str) else None,
     )
+
+
+def _engine_load_format(data: dict[str, Any]) -> str | None:
+    engine = data.get("engine") if isinstance(data.get("engine"), dict) else {}
+    extra = engine.get("extra") if isinstance(engine.get("extra"), dict) else {}
+    value = extra.get("load_format")
+    return value if isinstance(value, str) else None
 
 
 def read_evaluations(results_dir: str | Path, run_id: str | None, unreadable: list[str]) -> list[Evaluation]:
@@ -341,3 +352,13 @@ def parameter_count(model: str) -> int | None:
         return get_model_spec(model).parameter_count()
     except Exception:  # noqa: BLE001 - unknown or unreachable model: no count
         return None
+
+
+def weights_kind(model: str) -> str:
+    """"random" (chance-level by construction), "real", or "unknown" (a model that no longer resolves)."""
+    try:
+        from ..models import get_model_spec
+
+        return "random" if get_model_spec(model).random_weights else "real"
+    except Exception:  # noqa: BLE001 - a report never fails on a model it cannot resolve
+        return "unknown"

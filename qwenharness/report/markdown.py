@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 from . import published as pub
-from .collect import ResultsSnapshot, bench_figures, collect, dig
+from .collect import ResultsSnapshot, bench_figures, collect, dig, weights_kind
 from .tables import (EMPTY, Table, benchmark_table, comparison_tables, coverage_table, gates_table,
                      matrix_table, metric_table, num, published_table)
 
@@ -50,9 +50,18 @@ def executive_summary(s: ResultsSnapshot) -> str:
                    f"({', '.join(s.models)}) x {len(s.datasets)} dataset(s) x {len(presets)} preset(s) "
                    f"({', '.join(presets)}); {samples} samples scored, {errors} ended in an error "
                    f"({(errors / samples if samples else 0):.1%}).")
+        chance = sorted({e.model for e in s.evaluations if weights_kind(e.model) == "random"})
+        real = sorted({e.model for e in s.evaluations if weights_kind(e.model) == "real"})
+        out.append("- **Which figures are what:** "
+                   + (f"real-model accuracies: {', '.join(real)}; " if real else "no real-model accuracy stored; ")
+                   + (f"chance-level by construction (random weights, pipeline checks only, excluded from "
+                      f"'best' and recommendations): {', '.join(chance)}; " if chance else "")
+                   + "speed and memory of models run with dummy weights are speed and memory only; "
+                   "anything absent from the tables below was not measured.")
         best = []
         for d in s.datasets:
-            cands = [(e, e.primary_metric()) for e in s.evaluations if e.dataset == d]
+            cands = [(e, e.primary_metric()) for e in s.evaluations if e.dataset == d
+                     and weights_kind(e.model) != "random" and e.load_format != "dummy"]
             cands = [(e, m) for e, m in cands if m is not None and m.value is not None]
             if cands:
                 top = max(m.value for _, m in cands)

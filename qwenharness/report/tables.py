@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import published as pub
-from .collect import ResultsSnapshot, bench_figures, dig
+from .collect import ResultsSnapshot, bench_figures, dig, weights_kind
 
 MISSING = "not recorded"
 
@@ -70,6 +70,10 @@ def seconds(x: Any) -> str:
 
 
 # -- tables ---------------------------------------------------------------------------------------
+def _chance_level(e: Any) -> bool:
+    return weights_kind(e.model) == "random" or e.load_format == "dummy"
+
+
 def metric_table(s: ResultsSnapshot) -> Table | None:
     """Every stored aggregate: headline metric with its standard error; other metrics after it."""
     if not s.evaluations:
@@ -82,13 +86,14 @@ def metric_table(s: ResultsSnapshot) -> Table | None:
                            if k != name and v.value is not None) or "none"
         if e.isolation:  # generated code: how it was isolated ("none": run with --allow-unisolated)
             others += f"; code isolation: {e.isolation}" + (" (UNISOLATED)" if e.isolation == "none" else "")
-        rows.append([e.model, e.preset, e.dataset, name or MISSING, num(m.value if m else None),
+        weights = "random: chance-level" if _chance_level(e) else weights_kind(e.model)
+        rows.append([e.model, weights, e.preset, e.dataset, name or MISSING, num(m.value if m else None),
                      num(m.stderr if m else None), str(m.n) if m and m.n is not None else MISSING,
                      f"{e.n_errors} of {e.n_samples}" if e.n_samples is not None else MISSING,
                      str(e.n_shot) if e.n_shot is not None else MISSING, yes_no(e.chat),
                      e.backend or MISSING, e.run_id, others])
     return Table("metrics", "Metrics per model x preset x dataset (headline metric ± standard error)",
-                 ["model", "preset", "dataset", "metric", "value", "s.e.", "n", "errors", "shots", "chat",
+                 ["model", "weights", "preset", "dataset", "metric", "value", "s.e.", "n", "errors", "shots", "chat",
                   "backend", "run", "other metrics (value ± s.e.)"], rows)
 
 

@@ -186,7 +186,7 @@ def test_final_report_has_every_section_filled_from_data(results: Path) -> None:
     text = markdown.build_final_report(s)
     assert validate.validate_final_report(text, s.pairs()) == []
     perf = markdown.section_text(text, "Model performance")
-    assert "| tiny | balanced | arc_easy | acc | 0.250 |" in perf
+    assert "| tiny | random: chance-level | balanced | arc_easy | acc | 0.250 |" in perf
     assert "Qwen3-8B-Base, MMLU" in perf and "settings differ" in perf
     assert "No published counterpart: tiny, tiny-2x" in perf
     scaling = markdown.section_text(text, "Scaling analysis")
