@@ -164,7 +164,10 @@ def _init_cuda_context() -> None:
 
 
 # Helpers Python's multiprocessing starts once and keeps for the life of the process: not engine workers.
-_PROCESS_LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# Process-lifetime helpers that outlive an engine by design: multiprocessing's, and the harness's own
+# reaper (qwenharness.lifetime.track_children), which lives as long as the session.
+_PROCESS_LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver",
+                             "qwenharness.lifetime import reaper_main")
 
 
 def _children() -> set[int]:
