@@ -17,6 +17,10 @@ becomes a small *guard* that forks the *worker* doing the work, then only waits 
   the survivor removes; a command that starts sweeps the folders of guards that are gone (both
   processes killed at once, e.g. by the OOM killer or ``kill -9`` of the process group).
 
+A library user that opens engines itself (the pytest session, through the EnginePool) is not
+supervised; `track_children` hands the engine's processes to a small reaper child that kills them
+once its parent is gone, kill -9 included.
+
 Signals: Ctrl-C reaches the whole foreground process group, so the worker sees it directly (the
 guard ignores a terminal's SIGINT); SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the guard alone are
 passed on to the worker. Linux only; elsewhere, or with ``QWENHARNESS_SUPERVISE=0``, the command
