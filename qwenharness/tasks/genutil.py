@@ -101,15 +101,17 @@ class AnswerExtractionTask(Task):
     def reference(self, doc: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    def _score_texts(self, doc: dict[str, Any], texts: list[str],
+                     chat: bool | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """Scores of a doc's answers; `chat` says which prompt format produced them (None: unknown)."""
         raise NotImplementedError
 
     def score(self, doc: dict[str, Any], request: TaskRequest, outputs: list[Output],
               options: TaskOptions) -> SampleRecord:
         answers, _raw, extra = read_generations(outputs, self.name)
-        scores, more = self._score_texts(doc, answers)
         req = request.requests[0]
         assert isinstance(req, GenerationRequest)
+        scores, more = self._score_texts(doc, answers, chat=req.messages is not None)
         return SampleRecord(
             doc_id=request.doc_id,
             prompt=req.prompt if req.prompt is not None else list(req.messages or ()),

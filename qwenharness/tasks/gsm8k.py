@@ -10,7 +10,8 @@ with "The final answer is N"; flexible-extract then reads the last number.
 Metrics, as in lm-eval's gsm8k.yaml (its names `exact_match,strict-match` and
 `exact_match,flexible-extract`, here `strict_match` and `flexible_extract`):
 
-- strict_match: the first match of ``#### (\\-?[0-9\\.\\,]+)`` (group 1);
+- strict_match: the first match of ``#### (\\-?[0-9\\.\\,]+)`` (group 1); with the chat prompt, the
+  format it asks for, ``The final answer is ((-?[$0-9.,]{2,})|(-?[0-9]+))`` (lm-eval's gsm8k_cot_llama);
 - flexible_extract: the LAST match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` (the non-empty group);
 - no match gives "[invalid]". Prediction and the full reference answer are then compared by exact
   match after removing, in order, the regexes ",", "\\$", "(?s).*#### ", "\\.$" and lower-casing
@@ -27,6 +28,9 @@ from .fewshot import sample_fewshot
 from .genutil import AnswerExtractionTask
 
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
+# What the chat instruction asks for, as lm-eval's chat chain-of-thought variant (gsm8k_cot_llama)
+# matches it: the completion format's "#### N" never appears in a chat answer.
+STRICT_CHAT_PATTERN = re.compile(r"The final answer is ((-?[$0-9.,]{2,})|(-?[0-9]+))")
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 IGNORE_REGEXES = (",", r"\$", r"(?s).*#### ", r"\.$")
 FALLBACK = "[invalid]"
@@ -49,8 +53,8 @@ def regex_extract(text: str, pattern: re.Pattern[str], group_select: int) -> str
     return match.strip()
 
 
-def strict_extract(text: str) -> str:
-    return regex_extract(text, STRICT_PATTERN, 0)
+def strict_extract(text: str, chat: bool = False) -> str:
+    return regex_extract(text, STRICT_CHAT_PATTERN if chat else STRICT_PATTERN, 0)
 
 
 def flexible_extract(text: str) -> str:
@@ -114,8 +118,10 @@ class GSM8K(AnswerExtractionTask):
     def reference(self, doc: dict[str, Any]) -> str:
         return final_answer(doc["answer"])
 
-    def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
-        strict = [strict_extract(t) for t in texts]
+    def _score_texts(self, doc: dict[str, Any], texts: list[str],
+                     chat: bool | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+        # chat None (responses scored with `qwenharness score`): the format the text itself uses
+        strict = [strict_extract(t, chat if chat is not None else "####" not in t) for t in texts]
         flexible = [flexible_extract(t) for t in texts]
         reference = doc["answer"]
         s_ok = [float(exact_match(p, reference)) for p in strict]

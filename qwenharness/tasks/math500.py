@@ -99,7 +99,8 @@ class MATH500(AnswerExtractionTask):
             raise ValueError(f"math500 doc {doc.get('_index')} has neither an answer nor a boxed solution")
         return boxed
 
-    def _score_texts(self, doc: dict[str, Any], texts: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    def _score_texts(self, doc: dict[str, Any], texts: list[str],
+                     chat: bool | None = None) -> tuple[dict[str, float], dict[str, Any]]:
         gold = self.reference(doc)
         extracted = [extract_answer(t) for t in texts]
         ok = [float(is_equiv(e, gold)) for e in extracted]

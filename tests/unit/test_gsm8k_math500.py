@@ -114,7 +114,8 @@ def test_gsm8k_run_scores_generations_and_strips_thinking() -> None:
     assert len(ctx.calls) == 1 and len(ctx.calls[0]) == 2  # one batch for the whole dataset
     assert [r.doc_id for r in records] == ["7", "8"]
     first, second = records
-    assert first.scores == {"strict_match": 0.0, "flexible_extract": 1.0}
+    # the chat answer's "The final answer is 7" is what strict_match reads with the chat prompt
+    assert first.scores == {"strict_match": 1.0, "flexible_extract": 1.0}
     assert second.scores == {"strict_match": 0.0, "flexible_extract": 0.0}
     assert "99" not in first.outputs[0] and "<think>" in first.extra["raw_outputs"][0]
     assert first.extra["thinking"] == ["maybe #### 99"]
@@ -224,3 +225,20 @@ def test_models_without_a_thinking_switch_get_the_chat_token_budget() -> None:
     (treq,) = MATH500().build_requests([{"problem": "1+1", "answer": "2", "_index": 0}],
                                        TaskOptions(chat=True, enable_thinking=None))
     assert treq.requests[0].sampling.max_tokens == 2048
+
+
+def test_strict_match_reads_the_format_the_chat_prompt_asks_for() -> None:
+    # Found on SmolLM2 and Qwen2.5-Coder answers: chat answers end "The final answer is 28." and never
+    # contain the completion format's "#### N", so strict_match was 0 by construction.
+    doc = {"question": "q", "answer": "so 28 in all\n#### 28", "_index": 0}
+    task = GSM8K()
+    reply = "Step 1: 14 + 14 = 28.\nThe final answer is 28."
+    scores, extra = task._score_texts(doc, [reply], chat=True)
+    assert scores == {"strict_match": 1.0, "flexible_extract": 1.0} and extra["strict_extracted"] == ["28."]
+    assert task._score_texts(doc, ["14 + 14 = 28\n#### 28"], chat=False)[0]["strict_match"] == 1.0
+    assert task._score_texts(doc, ["The final answer is 28."], chat=False)[0]["strict_match"] == 0.0
+    # lower-case mid-sentence wording is not the asked-for line (lm-eval's pattern is case-sensitive)
+    assert task._score_texts(doc, ["so the final answer is 28."], chat=True)[0] == {"strict_match": 0.0,
+                                                                                      "flexible_extract": 1.0}
+    # `qwenharness score` on text of unknown origin: the format the text uses
+    assert task.score_response(doc, [reply]).scores["strict_match"] == 1.0
