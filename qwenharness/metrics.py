@@ -31,7 +31,8 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if p == 0 else lo), (1.0 if p == 1 else hi)  # exact at the ends, not 1 - 1e-16
 
 
 def interval(values: Sequence[float]) -> tuple[tuple[float, float], str]:
