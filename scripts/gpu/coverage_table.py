@@ -45,6 +45,7 @@ def gib(n: int | None) -> str:
 def row(e: dict[str, Any]) -> str:
     info = e.get("engine_info") or {}
     kv = (info.get("extra") or {}).get("kv_cache_tokens")
+    plan_kv = ((e.get("config") or {}).get("memory") or {}).get("kv_capacity_tokens")
     status = "ok" if e.get("ok") else f"FAILED at {e.get('stage')}: {e.get('error')}"
     load = f"{e['load_time_s']:.1f} s" if e.get("load_time_s") else "n/a"
     tps = f"{e['output_tokens_per_s']:,.0f}" if e.get("output_tokens_per_s") else "n/a"
@@ -52,14 +53,14 @@ def row(e: dict[str, Any]) -> str:
              if e.get("peak_memory_bytes") is not None and e.get("baseline_memory_bytes") is not None else None)
     return (f"| {e['model']} | {e['preset']} | {load} | {tps} | {gib(e.get('peak_memory_bytes'))} | "
             f"{gib(grown)} | {gib(e.get('planned_memory_bytes'))} | {gib(e.get('post_close_memory_bytes'))} | "
-            f"{gib(e.get('baseline_memory_bytes'))} | {kv if kv else 'n/a'} | {status} |")
+            f"{gib(e.get('baseline_memory_bytes'))} | {f'{kv:,}' if kv else 'n/a'} | {f'{plan_kv:,}' if plan_kv else 'n/a'} | {status} |")
 
 
 def main(argv: list[str]) -> int:
     es = entries(argv)
     print("| model | preset | engine load | output tok/s (batch 8) | NVML peak | peak - baseline | plan | "
-          "after close() | baseline | KV tokens (vLLM) | status |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "after close() | baseline | KV tokens (vLLM) | KV tokens (plan) | status |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for e in es:
         print(row(e))
     return 0 if es else 1
