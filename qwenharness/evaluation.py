@@ -31,6 +31,7 @@ from .errors import ConfigError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
 from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .run_context import CachedRunContext, EngineFn
+from .selection import SampleLimits, parse_sample_limits
 from .tasks.base import SampleRecord, Task, TaskOptions
 
 DEFAULT_ERROR_BUDGET = 0.05  # used only when qwenharness/config/gates.toml cannot be read
@@ -54,7 +55,9 @@ class EvalSettings:
     datasets: list[str]
     presets: list[str] = field(default_factory=lambda: [DEFAULT_PRESET])
     backend: str = "vllm"
-    sample_limit: int | None = None
+    # samples per dataset: one count, or per-dataset counts ("arc_easy=200,default=40" or a
+    # selection.SampleLimits; stored in the manifest as that text)
+    sample_limit: int | str | SampleLimits | None = None
     seed: int = DEFAULT_SEED
     data_dir: str | None = None
     n_shot: int | None = None
@@ -70,7 +73,18 @@ class EvalSettings:
     progress: bool | None = None  # None: when stderr is a terminal
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if isinstance(self.sample_limit, SampleLimits):
+            limits = self.sample_limit
+            out["sample_limit"] = str(limits) if limits.per_dataset else limits.default
+        return out
+
+    def limit_for(self, dataset: str) -> int | None:
+        """The sample count of one dataset (None: every document)."""
+        limits = self.sample_limit
+        if not isinstance(limits, SampleLimits):
+            limits = parse_sample_limits(limits)
+        return limits.for_dataset(dataset)
 
 
 @dataclass
@@ -258,6 +272,8 @@ class Evaluator:
         self.console = console
         self.results: list[DatasetResult] = []
         self._invocation: dict[str, Any] | None = None  # this process's entry in manifest["invocations"]
+        self._current_entry: str | None = None  # the evaluation this process is running now
+        self.on_start: Callable[[Path], Any] | None = None  # called with the run directory once it exists
 
     # manifest
     def _start_manifest(self) -> None:
@@ -314,6 +330,14 @@ class Evaluator:
 
     def _end_manifest(self, status: str) -> None:
         self._update_invocation(ended_at=now_iso(), status=status)
+        entry = self._current_entry
+
+        def end(m: dict[str, Any]) -> None:
+            m["status"] = status  # the latest invocation's end: done, done with failures, interrupted, failed
+            held = m.get("evaluations", {}).get(entry) if entry else None
+            if held and held.get("status") == "running":  # the dataset in flight when it stopped
+                held["status"] = status
+        self.store.mutate_manifest(end)
 
     # the loop
     def run(self) -> list[DatasetResult]:
@@ -325,6 +349,9 @@ class Evaluator:
         except StorageError:
             self.store.remove_if_unused()
             raise
+        if self.on_start is not None:
+            with contextlib.suppress(OSError):  # the log file is a convenience; results come first
+                self.on_start(self.store.run_dir)
         status = "failed"
         try:
             deferred: list[tuple[str, str, str, ResolvedConfig]] = []
@@ -409,6 +436,15 @@ class Evaluator:
         self.results.append(res)
         return res
 
+    def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
+        """The pool's engine; one header line each time an engine is started."""
+        before = getattr(self.pool, "current_key", None)
+        t0 = time.perf_counter()
+        engine = self.pool.get(model, preset, backend)
+        if getattr(self.pool, "current_key", before) != before or before is None:
+            self._say(engine_header(engine, model, preset, backend, role, time.perf_counter() - t0))
+        return engine
+
     def _judge(self, model: str, preset: str) -> tuple[str, ResolvedConfig]:
         judge = self.settings.judge_model or model
         return judge, resolve_config(self.pool, judge, preset, self.settings.load_format)
@@ -425,7 +461,8 @@ class Evaluator:
         if hasattr(task, "data_dir"):
             task.data_dir = s.data_dir  # type: ignore[attr-defined]
         options = task_options(task, model, s)
-        docs_meta = load_docs(dataset, s.sample_limit, s.seed, data_dir=s.data_dir)
+        limit = s.limit_for(dataset)
+        docs_meta = load_docs(dataset, limit, s.seed, data_dir=s.data_dir)
         docs = [{**d.record, "_index": d.index} for d in docs_meta]
         ids = [d.id for d in docs_meta]
         fewshot = None
@@ -442,7 +479,7 @@ class Evaluator:
             if hasattr(task, "judge_max_tokens"):
                 task.judge_max_tokens = s.judge_max_tokens  # type: ignore[attr-defined]
         fingerprint_src = {
-            "options": asdict(options), "sample_limit": s.sample_limit, "seed": s.seed, "config_key": config.key,
+            "options": asdict(options), "sample_limit": limit, "seed": s.seed, "config_key": config.key,
             "backend": backend, "judge": judge_config.key if judge_config else None,
             "judge_max_tokens": s.judge_max_tokens if uses_judge else None,
         }
@@ -460,14 +497,15 @@ class Evaluator:
             existing = []
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "running", "started_at": started}}})
+        self._current_entry = entry_key
 
         cache = self.store.cache({"model": model, "config_key": config.key, "backend": backend})
         judge_cache = None
         if judge_config is not None:
             judge_cache = self.store.cache({"model": judge_name, "config_key": judge_config.key,
                                             "backend": backend, "role": "judge"})
-        engine_fn: EngineFn = lambda: self.pool.get(model, preset, backend)  # noqa: E731
-        judge_fn: EngineFn | None = ((lambda: self.pool.get(judge_name, preset, backend))  # noqa: E731
+        engine_fn: EngineFn = lambda: self._engine(model, preset, backend)  # noqa: E731
+        judge_fn: EngineFn | None = ((lambda: self._engine(judge_name, preset, backend, role="judge"))  # noqa: E731
                                      if judge_name else None)
         ctx = CachedRunContext(
             model, engine_fn, cache, max_model_len=config.max_model_len, judge_name=judge_name, judge_fn=judge_fn,
@@ -504,7 +542,7 @@ class Evaluator:
                      "chat_template_sha256": chat_template_hash(config) if options.chat else None,
                      "generation_settings": ctx.stats.generation_settings,
                      "isolation": task.isolation(records) if hasattr(task, "isolation") else None},
-            "options": asdict(options), "sample_limit": s.sample_limit, "seed": s.seed,
+            "options": asdict(options), "sample_limit": limit, "seed": s.seed,
             "judge": {"model": judge_name, "config_key": judge_config.key} if judge_config else None,
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
                         **ctx.stats.to_dict()},
@@ -517,6 +555,7 @@ class Evaluator:
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "done", "started_at": started,
             "finished_at": aggregate["finished_at"]}}})
+        self._current_entry = None
         self._update_invocation(wrote=[*(self._invocation or {}).get("wrote", []), {
             "evaluation": entry_key, "new_records": len(new), "reused_records": len(docs) - len(todo),
             "errors": aggregate["n_errors"], "aggregate": str(path.relative_to(self.store.run_dir))}])
@@ -568,10 +607,22 @@ def _gpu_inventory() -> list[dict[str, Any]]:
 
 # -- the summary table ------------------------------------------------------------------------
 
+def engine_header(engine: Any, model: str, preset: str, backend: str, role: str, waited_s: float) -> str:
+    """One line per engine start: model, preset, backend, device, load time."""
+    try:
+        info = engine.info()
+        device, dtype, load_s = info.device, info.dtype, info.load_time_s
+    except Exception:  # noqa: BLE001 - a test fake or an engine without info()
+        device, dtype, load_s = "?", "?", waited_s
+    what = "judge engine" if role == "judge" else "engine"
+    return (f"[cyan]{what}[/cyan] [bold]{model}[/bold] preset={preset} backend={backend} device={device} "
+            f"dtype={dtype} loaded in {load_s:.1f}s")
+
+
 def summary_table(results: list[DatasetResult]) -> Any:
     from rich.table import Table
 
-    table = Table(title="evaluation summary")
+    table = Table(title="evaluation summary (metric value ± half the 95% interval [interval], n samples scored)")
     for col in ("model", "preset", "dataset", "samples", "errors", "metrics", "new req", "time"):
         table.add_column(col, justify="right" if col in ("samples", "errors", "new req", "time") else "left")
     for r in results:
@@ -579,7 +630,7 @@ def summary_table(results: list[DatasetResult]) -> Any:
             table.add_row(r.model, r.preset, r.dataset, "-", "-", f"[red]failed: {r.error}[/red]", "-", "-")
             continue
         a = r.aggregate
-        metrics = ", ".join(_fmt_metric(k, v) for k, v in list(a["metrics"].items())[:4])
+        metrics = "\n".join(format_metric(k, v) for k, v in list(a["metrics"].items())[:4]) or "-"
         t = a.get("timings", {})
         table.add_row(r.model, r.preset, r.dataset, str(a["n_samples"]),
                       f"{a['n_errors']} ({a['error_rate']:.0%})", metrics, str(t.get("new_requests", "-")),
@@ -587,8 +638,18 @@ def summary_table(results: list[DatasetResult]) -> Any:
     return table
 
 
-def _fmt_metric(name: str, m: dict[str, Any]) -> str:
-    v, se = m.get("value"), m.get("stderr")
+def format_metric(name: str, m: dict[str, Any]) -> str:
+    """`acc 0.400 ±0.259 [0.168, 0.687] n=10`: the value, half the 95% interval's width, the
+    interval, and the number of values the metric was computed from."""
+    v, se, ci, n = m.get("value"), m.get("stderr"), m.get("ci95"), m.get("n")
+    n_text = f" n={n}" if n is not None else ""
     if v is None or v != v:
-        return f"{name}=n/a"
-    return f"{name}={v:.3f}" + (f"±{se:.3f}" if se else "")
+        return f"{name} n/a{n_text}"
+    if ci and len(ci) == 2 and None not in ci and ci[0] == ci[0] and ci[1] == ci[1]:
+        return f"{name} {v:.3f} ±{(ci[1] - ci[0]) / 2:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]{n_text}"
+    if se:
+        return f"{name} {v:.3f} ±{1.96 * se:.3f}{n_text}"
+    return f"{name} {v:.3f}{n_text}"
+
+
+_fmt_metric = format_metric  # the earlier name

@@ -189,13 +189,28 @@ TINY_MODELS = ("tiny", "tiny-2x")
 REAL_CPU_MODELS = ("qwen2.5_coder_1.5b", "smollm2_135m")
 
 
+# The names a person types for the seed's keys: there is no 8B Qwen2.5 and no 8B Qwen (v1), so
+# qwen2.5_8b is Qwen2.5-7B-Instruct and qwen_8b is Qwen-7B-Chat (results are stored under the key).
+MODEL_ALIASES = {"qwen2.5_7b": "qwen2.5_8b", "qwen_7b": "qwen_8b"}
+
+
+def canonical_model_name(name: str) -> str:
+    """The registry key of a name or alias (other names unchanged)."""
+    return MODEL_ALIASES.get(name, name)
+
+
+def aliases_of(name: str) -> list[str]:
+    return [a for a, key in MODEL_ALIASES.items() if key == name]
+
+
 def get_available_models(include_tiny: bool = True) -> list[str]:
     names = list(SUITE_MODELS) + list(REAL_CPU_MODELS) + (list(TINY_MODELS) if include_tiny else [])
     return names + sorted(n for n in _user_models() if n not in names)
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """Look a model up by registry name, user-registry name, local folder or Hub id."""
+    """Look a model up by registry name or alias, user-registry name, local folder or Hub id."""
+    name = canonical_model_name(name)
     if name in _REGISTRY:
         return _REGISTRY[name]
     user = _user_models()
@@ -209,10 +224,13 @@ def get_model_spec(name: str) -> ModelSpec:
                                    local_path=str(path.resolve()))
     if re.fullmatch(r"(hf:)?[\w.-]+/[\w.-]+", name) and not path.exists():
         return _spec_from_hub(name.removeprefix("hf:"))
+    from .console import did_you_mean
+
     raise UnknownNameError(
         f"unknown model '{name}'",
-        f"choose one of {', '.join(get_available_models())}, a local model folder with config.json, "
-        "or a Hub id such as Qwen/Qwen3-4B",
+        did_you_mean(name, [*get_available_models(), *MODEL_ALIASES],
+                     f"choose one of {', '.join(get_available_models())} (see `qwenharness models`), a local "
+                     "model folder with config.json, a GGUF file, or a Hub id such as Qwen/Qwen3-4B"),
     )
 
 

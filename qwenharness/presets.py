@@ -67,8 +67,10 @@ def get_preset(name: str) -> Preset:
     try:
         return _PRESETS[name]
     except KeyError:
+        from .console import did_you_mean
+
         raise UnknownNameError(f"unknown preset '{name}'",
-                               f"choose one of {', '.join(_PRESETS)}") from None
+                               did_you_mean(name, _PRESETS, f"choose one of {', '.join(_PRESETS)}")) from None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from .engines.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from .console import forwarding_bar
 from .errors import EngineError
 from .results import ResponseCache
 
@@ -116,6 +117,16 @@ class _Side:
                               "this evaluation was started without an engine (resume-only); rerun normally")
         self.opened = True
         return self.engine_fn()
+
+
+def _takes_progress(engine: Engine) -> bool:
+    """Whether the engine's generate accepts `progress` (the protocol's engines do; test fakes may not)."""
+    import inspect
+
+    try:
+        return "progress" in inspect.signature(engine.generate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class CachedRunContext:
@@ -221,14 +232,22 @@ class CachedRunContext:
             bar = tqdm(total=len(items), desc=f"{self.label} {kind}", unit="req", leave=False, file=sys.stderr)
         try:
             engine = side.engine()
+            before = len(items)
             items = self._precheck(side, engine, kind, items)
+            if bar is not None and before > len(items):
+                bar.update(before - len(items))  # recorded as errors up front
             size = self.chunk_sizes.get(kind, 512)
+            moved = [0]
+            # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
+            # so it moves within a chunk; engines that do not report per request move it per chunk
+            progress: Any = forwarding_bar(bar, moved) if bar is not None and _takes_progress(engine) else None
             for start in range(0, len(items), size):
                 chunk = items[start:start + size]
-                results = self._call_isolating(engine, kind, [r for _, r in chunk])
+                moved[0] = 0
+                results = self._call_isolating(engine, kind, [r for _, r in chunk], progress)
                 side.cache.put_many([(k, v) for (k, _), v in zip(chunk, results)])
                 if bar is not None:
-                    bar.update(len(chunk))
+                    bar.update(max(0, len(chunk) - moved[0]))
         finally:
             if bar is not None:
                 bar.close()
@@ -260,30 +279,33 @@ class CachedRunContext:
             side.cache.put_many(bad)
         return keep
 
-    def _call_isolating(self, engine: Engine, kind: str, requests: list[Any]) -> list[dict[str, Any]]:
+    def _call_isolating(self, engine: Engine, kind: str, requests: list[Any],
+                        progress: Any = None) -> list[dict[str, Any]]:
         start = time.perf_counter()
         try:
-            return self._call_split(engine, kind, requests)
+            return self._call_split(engine, kind, requests, progress)
         finally:
             self.stats.inference_s += time.perf_counter() - start
 
-    def _call_split(self, engine: Engine, kind: str, requests: list[Any]) -> list[dict[str, Any]]:
+    def _call_split(self, engine: Engine, kind: str, requests: list[Any],
+                    progress: Any = None) -> list[dict[str, Any]]:
         """One batch call; if the engine rejects the batch (EngineError), split it to find the
         requests at fault and record those as errors, keeping every other answer."""
         self.stats.engine_calls += 1
+        kwargs = {"progress": progress} if progress is not None else {}
         try:
             if kind == "loglikelihood":
-                res: list[Any] = engine.loglikelihood(requests)
+                res: list[Any] = engine.loglikelihood(requests, **kwargs)
             else:
-                res = engine.generate(requests)
+                res = engine.generate(requests, **kwargs)
         except EngineError as e:
             if len(requests) == 1:
                 self.stats.request_errors += 1
                 msg = f"{type(e).__name__}: {e}"
                 return [{"error": msg} if kind == "loglikelihood" else _error_generation(msg).to_dict()]
             half = len(requests) // 2
-            return (self._call_split(engine, kind, requests[:half])
-                    + self._call_split(engine, kind, requests[half:]))
+            return (self._call_split(engine, kind, requests[:half], progress)
+                    + self._call_split(engine, kind, requests[half:], progress))
         if len(res) != len(requests):
             raise EngineError(f"the engine returned {len(res)} results for {len(requests)} requests",
                               "this is an engine bug; report it")

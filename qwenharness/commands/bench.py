@@ -12,7 +12,7 @@ from ..bench import BenchmarkStore, BenchOptions, overhead_verdict, run_suite
 from ..errors import ConfigError
 from ..models import get_available_models
 from ..presets import DEFAULT_PRESET, get_available_presets, get_model_config
-from .common import add_data_dir, name_list, non_negative_int, positive_int, resolve_names
+from .common import add_data_dir, add_verbose, name_list, non_negative_int, positive_int, resolve_names
 
 
 def _positive_ints(value: str) -> tuple[int, ...]:
@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-id", default=None, help="run id under results/benchmarks (default: a timestamp)")
     p.add_argument("--json", action="store_true", help="print the stored results as JSON")
     add_data_dir(p)
+    add_verbose(p)
+    p.add_argument("--preset", dest="presets", type=name_list, help=argparse.SUPPRESS)  # evaluate's old spelling
     p.set_defaults(handler=run)
 
 

@@ -57,3 +57,27 @@ seed_int = bounded_int(0, 2**32 - 1)  # vLLM and numpy take unsigned 32-bit seed
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder of local dataset files (default: $QWENHARNESS_DATA_DIR, "
                    "else ../shared/data beside the checkout if present, else the Hugging Face Hub)")
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="engine logs (vLLM, transformers) at INFO on the console; they always go to the run's run.log")
+
+
+def sample_limit_text(value: str) -> str:
+    """argparse type of --sample-limit: N, or name=N,...,default=N (dataset names are checked later)."""
+    from ..errors import HarnessError
+    from ..selection import parse_sample_limits
+
+    try:
+        parse_sample_limits(value)
+    except HarnessError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def canonical_models(names: list[str]) -> list[str]:
+    """Registry aliases (qwen2.5_7b, ...) replaced by the registry names results are stored under."""
+    from ..models import canonical_model_name
+
+    return list(dict.fromkeys(canonical_model_name(n) for n in names))

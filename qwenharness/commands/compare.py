@@ -15,8 +15,9 @@ from .common import name_list, split_names
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare models from stored benchmark and evaluation results")
-    p.add_argument("--models", type=name_list, default="qwen3_8b,qwen3_14b",
-                   help="two or more comma-separated models (default: qwen3_8b,qwen3_14b)")
+    p.add_argument("--models", type=name_list, default=None,
+                   help="two or more comma-separated models (default: qwen3_8b,qwen3_14b on a GPU machine; on a "
+                   "CPU machine the two real models with stored results, else qwen2.5_coder_1.5b,smollm2_135m)")
     p.add_argument("--detailed-metrics", action="store_true",
                    help="every workload, latency percentile and metric, not only the headline figures")
     p.add_argument("--results-dir", default="results")
@@ -31,8 +32,52 @@ def _v(q: dict[str, Any] | None, spec: str = ".3g") -> str:
     return "n/a" if q is None else format(q["value"], spec)
 
 
+GPU_PAIR = ("qwen3_8b", "qwen3_14b")
+
+
+def stored_models(results_dir: str) -> list[str]:
+    """Models with stored evaluation aggregates, newest first (<results>/evaluations/<run>/<model>/<preset>/*.json)."""
+    from pathlib import Path
+
+    found: dict[str, float] = {}
+    for f in Path(results_dir, "evaluations").glob("*/*/*/*.json"):
+        if f.name.endswith(".samples.jsonl"):
+            continue
+        name = f.parent.parent.name
+        found[name] = max(found.get(name, 0.0), f.stat().st_mtime)
+    return sorted(found, key=lambda n: -found[n])
+
+
+def default_models(results_dir: str) -> list[str]:
+    """On a GPU machine the suite's pair; on a CPU machine the two newest real (trained) models with
+    stored results, else the pair the main job evaluates there (scripts/run.sh). Smaller model first."""
+    from ..hardware import detect_gpu
+    from ..models import REAL_CPU_MODELS, get_model_spec
+
+    if detect_gpu():
+        return list(GPU_PAIR)
+    real = []
+    for name in stored_models(results_dir):
+        try:
+            spec = get_model_spec(name)
+        except Exception:  # noqa: BLE001 - a folder that is not a model name
+            continue
+        if not spec.random_weights and spec.runs_on_cpu and name not in real:
+            real.append(name)
+    pair = real[:2] if len(real) >= 2 else list(REAL_CPU_MODELS)
+    return sorted(pair, key=lambda n: get_model_spec(n).parameter_count())
+
+
 def run(args: argparse.Namespace) -> int:
-    out = analyze(args.results_dir, split_names(args.models), detailed=args.detailed_metrics,
+    if args.models is None:
+        models = default_models(args.results_dir)
+        Console(stderr=True).print(f"[yellow]notice:[/yellow] no --models given: comparing {','.join(models)} "
+                                   "(pass --models A,B for others)")
+    else:
+        from .common import canonical_models
+
+        models = canonical_models(split_names(args.models))
+    out = analyze(args.results_dir, models, detailed=args.detailed_metrics,
                   backend=args.backend, run_id=args.run_id)
     if args.json:
         print(json.dumps(out["comparisons"], indent=2))

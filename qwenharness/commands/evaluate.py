@@ -19,27 +19,53 @@ with a fix (bad options, unwritable or full output folder).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..presets import DEFAULT_PRESET, DEFAULT_SEED
 from ..results import RunPaths, read_json, resolve_run_paths
-from .common import add_data_dir, name_list, non_negative_int, positive_int, seed_int, split_names
+from ..selection import parse_sample_limits
+from .common import (
+    add_data_dir,
+    add_verbose,
+    canonical_models,
+    name_list,
+    non_negative_int,
+    positive_int,
+    sample_limit_text,
+    seed_int,
+    split_names,
+)
+
+
+LM_EVAL_EPILOG = """\
+lm-evaluation-harness spellings are accepted where the meaning is the same:
+  --tasks = --datasets, --limit = --sample-limit, --num-fewshot = --n-shot, --output-path = --output-dir,
+  --apply-chat-template = use the chat template (already the default for instruct models),
+  --log-samples = nothing to do (per-sample records are always written).
+  --model / --model-args have no counterpart: use --models and --presets.
+Old spellings still accepted: --preset (--presets), --num-samples (--samples-per-problem).
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results")
+    p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results",
+                       epilog=LM_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=name_list, help="comma-separated models (default: tiny on CPU, qwen3_8b on GPU)")
-    p.add_argument("--preset", "--presets", dest="preset", type=name_list, help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
+    p.add_argument("--presets", dest="preset", type=name_list, help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
     p.add_argument("--datasets", type=name_list, help="comma-separated datasets, or 'all' (default: all)")
-    p.add_argument("--sample-limit", type=positive_int, help="samples per dataset (a reproducible seeded subset)")
+    p.add_argument("--sample-limit", metavar="N|NAME=N,...", type=sample_limit_text,
+                   help="samples per dataset (a reproducible seeded subset): N, or per dataset "
+                   "name=N,...,default=N (datasets not named get default, else all)")
     p.add_argument("--output-dir", help="the run directory itself (its name is the run id)")
     p.add_argument("--results-dir", default="results", help="root of results (default: results)")
     p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
     p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
     p.add_argument("--backend", choices=("vllm", "hf"), help="inference engine (default: vllm)")
     add_data_dir(p)
-    p.add_argument("--num-samples", type=positive_int, help="samples per problem for pass@k (default: 1)")
+    p.add_argument("--samples-per-problem", dest="num_samples", type=positive_int,
+                   help="generations per problem, for pass@k (default: 1)")
     p.add_argument("--n-shot", type=non_negative_int, help="few-shot examples (default: each task's convention)")
     p.add_argument("--thinking", action="store_true", default=None, help="Qwen3 thinking mode on (default: off)")
     p.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
@@ -53,6 +79,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detailed-analysis", action="store_true", default=None,
                    help="add per-group breakdowns (MMLU subject, MT-Bench category) and all error samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_verbose(p)
+    # hidden aliases: the seed's spellings and lm-evaluation-harness's (listed in the epilog)
+    hidden = argparse.SUPPRESS
+    p.add_argument("--preset", dest="preset", type=name_list, help=hidden)
+    p.add_argument("--num-samples", dest="num_samples", type=positive_int, help=hidden)
+    p.add_argument("--tasks", dest="datasets", type=name_list, help=hidden)
+    p.add_argument("--limit", dest="sample_limit", type=sample_limit_text, help=hidden)
+    p.add_argument("--num-fewshot", dest="n_shot", type=non_negative_int, help=hidden)
+    p.add_argument("--output-path", dest="output_dir", help=hidden)
+    p.add_argument("--apply-chat-template", dest="chat", action="store_true", help=hidden)
+    p.add_argument("--log-samples", action="store_true", help=hidden)
     p.set_defaults(handler=run)
 
 
@@ -87,7 +124,11 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     def pick(arg: object, key: str, default: object) -> object:
         return arg if arg is not None else prev.get(key, default)
 
-    models = split_names(args.models) or prev.get("models") or (["qwen3_8b"] if detect_gpu() else ["tiny"])
+    models = canonical_models(split_names(args.models)) or prev.get("models")
+    if not models:
+        models = ["qwen3_8b"] if detect_gpu() else ["tiny"]
+        what = "a random-weight model" if models == ["tiny"] else "the default GPU model"
+        _notice(f"no --models given: evaluating {models[0]}, {what}; see `qwenharness models`")
     datasets = split_names(args.datasets) or prev.get("datasets") or ["all"]
     if datasets == ["all"]:
         datasets = list(get_available_datasets())
@@ -102,11 +143,13 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     if judge:
         get_model_spec(str(judge))
     # the parser checks the options given; values taken from a manifest are checked again here
-    if args.sample_limit is not None and args.sample_limit < 1:
-        raise ConfigError(f"--sample-limit must be at least 1, got {args.sample_limit}", "use --sample-limit 10")
+    limit_text = pick(args.sample_limit, "sample_limit", None)
+    limits = parse_sample_limits(limit_text if limit_text is None else str(limit_text), list(get_available_datasets()))
+    sample_limit: int | str | None = str(limits) if limits.per_dataset else limits.default
     num_samples = pick(args.num_samples, "num_samples", 1)
     if int(num_samples) < 1:  # type: ignore[arg-type]
-        raise ConfigError(f"--num-samples must be at least 1, got {num_samples}", "use --num-samples 1")
+        raise ConfigError(f"--samples-per-problem must be at least 1, got {num_samples}",
+                          "use --samples-per-problem 1")
     for flag, key, least in (("--n-shot", "n_shot", 0), ("--max-tokens", "max_tokens", 1),
                              ("--judge-max-tokens", "judge_max_tokens", 1), ("--seed", "seed", 0)):
         value = pick(getattr(args, key), key, None)
@@ -116,7 +159,7 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     return EvalSettings(
         models=models, datasets=datasets, presets=presets,
         backend=str(pick(args.backend, "backend", "vllm")),
-        sample_limit=pick(args.sample_limit, "sample_limit", None),  # type: ignore[arg-type]
+        sample_limit=sample_limit,
         seed=int(pick(args.seed, "seed", DEFAULT_SEED)),  # type: ignore[arg-type]
         data_dir=pick(args.data_dir, "data_dir", None),  # type: ignore[arg-type]
         n_shot=pick(args.n_shot, "n_shot", None),  # type: ignore[arg-type]
@@ -132,9 +175,27 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     )
 
 
+def _notice(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]notice:[/yellow] {text}")
+
+
+def resume_command(paths: RunPaths, results_dir: str) -> str:
+    """The exact command that continues this run."""
+    import shlex
+
+    results_dir = results_dir or "results"
+    if paths.runs_dir.resolve() == (Path(results_dir) / "evaluations").resolve():
+        cmd = f"qwenharness evaluate --resume {shlex.quote(paths.run_id)}"
+        return cmd if results_dir == "results" else f"{cmd} --results-dir {shlex.quote(results_dir)}"
+    return f"qwenharness evaluate --resume {shlex.quote(str(paths.run_dir))}"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from ..console import RunConsole, log_to_run_dir
     from ..evaluation import Evaluator, summary_table
 
     if args.resume:
@@ -146,12 +207,25 @@ def run(args: argparse.Namespace) -> int:
     manifest_path = paths.run_dir / "manifest.json"
     previous = read_json(manifest_path).get("settings") if manifest_path.exists() else None
     settings = build_settings(args, previous)
-    console = Console(stderr=True)
+    console = RunConsole(Console(stderr=True))
     evaluator = Evaluator(settings, paths, console=console)  # says "run ID -> DIR" once its manifest is written
-    results = evaluator.run()
+    resume = resume_command(paths, args.results_dir)
+    log_file = paths.run_dir / "run.log"
+    evaluator.on_start = lambda run_dir: log_to_run_dir(run_dir)  # once its manifest exists
+    try:
+        results = evaluator.run()
+    except KeyboardInterrupt:
+        # one unwrapped line, so the command can be copied as it is
+        print(f"qwenharness: interrupted; run {paths.run_id} is marked interrupted and its finished samples "
+              f"are saved; continue with: {resume}", file=sys.stderr, flush=True)
+        return 130
     Console(width=max(Console().width, 140)).print(summary_table(results))
-    console.print(f"results: {paths.run_dir}  summaries: {paths.summary_dir / 'latest_summary.json'}, "
-                  f"{paths.summary_dir / 'comprehensive_summary.json'}")
+    console.print(f"run [bold]{paths.run_id}[/bold]: results in {paths.run_dir}"
+                  + (f", full log in {log_file}" if log_file.exists() else ""), soft_wrap=True)
+    console.print(f"summaries: {paths.summary_dir / 'latest_summary.json'}, "
+                  f"{paths.summary_dir / 'comprehensive_summary.json'}", soft_wrap=True)
+    console.print(f"to rerun or continue it (finished samples are reused): {resume}", soft_wrap=True, markup=False,
+                  highlight=False)
     if not all(r.ok for r in results):
         return 1
     return 1 if _every_sample_errored(results, console) else 0

@@ -10,7 +10,9 @@ from ..results import atomic_write_text
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the final Markdown report (and tracker / HTML) from stored results")
-    p.add_argument("--run", default=None, help="only this evaluation run (default: newest result per configuration)")
+    p.add_argument("--run-id", dest="run", default=None,
+                   help="only this evaluation run (default: newest result per configuration)")
+    p.add_argument("--run", dest="run", default=None, help=argparse.SUPPRESS)  # the earlier spelling
     p.add_argument("--tracker", action="store_true", help="also update results/PROJECT_TRACKER.md")
     p.add_argument("--results-dir", default="results", help="root of stored results (default: results)")
     p.add_argument("--html", default=None, metavar="PATH",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import DataError, HarnessError
 from ..results import atomic_write_text, dumps
-from .common import add_data_dir
+from .common import add_data_dir, add_verbose
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run generated code (humaneval, mbpp) even without bubblewrap; the records and the "
                         "summary then say \"isolation\": \"none\"")
     add_data_dir(p)
+    add_verbose(p)
     p.set_defaults(handler=run)
 
 

@@ -33,7 +33,10 @@ def get_task(name: str) -> Task:
     try:
         target = _TASKS[name]
     except KeyError:
-        raise UnknownNameError(f"unknown dataset '{name}'", f"choose from {', '.join(_TASKS)} or 'all'") from None
+        from ..console import did_you_mean
+
+        raise UnknownNameError(f"unknown dataset '{name}'",
+                               did_you_mean(name, _TASKS, f"choose from {', '.join(_TASKS)} or 'all'")) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
 

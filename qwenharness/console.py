@@ -1,0 +1,221 @@
+"""What a person sees while a command runs, and the run's full log file.
+
+* Engine logs: vLLM and transformers log at WARNING on the console (INFO with `-v`); everything
+  at INFO, vLLM's engine-config dump included, goes to the run directory's `run.log`. vLLM is
+  configured through its own settings (VLLM_CONFIGURE_LOGGING, VLLM_LOGGING_LEVEL and a
+  dictConfig file named by VLLM_LOGGING_CONFIG_PATH), which its engine processes inherit.
+  `quiet_engines` runs before vLLM is imported; `log_to_run_dir` once the run directory is known.
+* `RunConsole`: the harness's own messages, to the terminal (rich markup) and to run.log (plain).
+* `forwarding_bar`: a tqdm factory that vLLM's `use_tqdm` accepts; it moves an outer bar once per
+  finished request, so a bar moves within one batch call.
+* `suggest`: "did you mean ...?" for a mistyped name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "run.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(processName)s pid=%(process)d] %(message)s"
+# vLLM's engine-config dump ("Initializing a V1 LLM engine (...) with config: model=...") and the
+# full argument list it logs: run.log only, even with -v.
+_DUMP = re.compile(r"with config: |non-default args: |Initializing a V1 LLM engine")
+_ENGINE_LOGGERS = ("vllm", "transformers", "torch", "huggingface_hub", "datasets")
+_verbose = [False]
+_user_level: list[str | None] = [None]
+
+
+def suggest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest of `choices` to a mistyped `name`, or None."""
+    near = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def did_you_mean(name: str, choices: Iterable[str], listing: str) -> str:
+    """The fix part of an unknown-name error: the nearest name, else the listing."""
+    near = suggest(name, choices)
+    return f"did you mean {near}? {listing}" if near else listing
+
+
+class DropConfigDump(logging.Filter):
+    """Keeps vLLM's multi-kilobyte engine-config dump off the console (it stays in run.log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            return not _DUMP.search(record.getMessage())
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted: let it through
+            return True
+
+
+def console_level() -> str:
+    """INFO with -v; else a VLLM_LOGGING_LEVEL the user set; else WARNING."""
+    return "INFO" if _verbose[0] else (_user_level[0] or "WARNING")
+
+
+def quiet_engines(verbose: bool = False) -> None:
+    """Engine logs at WARNING on the console (INFO when verbose). Call before vLLM is imported;
+    a level the user set in the environment wins."""
+    _verbose[0] = verbose
+    if os.environ.get("QWENHARNESS_VLLM_LOGGING") != "1":  # not set by an earlier call of ours
+        _user_level[0] = os.environ.get("VLLM_LOGGING_LEVEL", "").upper() or None
+    level = console_level()
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    os.environ["VLLM_LOGGING_LEVEL"] = level
+    os.environ["QWENHARNESS_VLLM_LOGGING"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", level.lower())
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its fork warning is noise here
+    logging.getLogger("vllm").setLevel(logging.INFO)  # records reach run.log; handlers filter
+    for name in ("transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(getattr(logging, level))
+
+
+def vllm_logging_config(log_file: Path, level: str) -> dict[str, Any]:
+    """vLLM's dictConfig: its console handler at `level` without the config dump, and run.log at INFO."""
+    fmt = {"format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s", "datefmt": "%m-%d %H:%M:%S"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"console": fmt,
+                       "file": {"format": "%(asctime)s %(levelname)s vllm [pid=%(process)d %(filename)s:%(lineno)d] "
+                                "%(message)s"}},
+        "filters": {"no_dump": {"()": "qwenharness.console.DropConfigDump"}},
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "level": level,
+                        "formatter": "console", "filters": ["no_dump"]},
+            "file": {"class": "logging.FileHandler", "filename": str(log_file), "mode": "a",
+                     "level": "INFO", "formatter": "file", "encoding": "utf-8"},
+        },
+        "loggers": {"vllm": {"handlers": ["console", "file"], "level": "INFO", "propagate": False}},
+    }
+
+
+def log_to_run_dir(run_dir: Path) -> Path:
+    """Send every log record (INFO and up) of this process and of the engines it starts to
+    `run_dir/run.log`; the console keeps WARNING (INFO with -v). Returns the log file."""
+    log_file = Path(run_dir) / LOG_NAME
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg = vllm_logging_config(log_file.resolve(), console_level())
+    fd, cfg_path = tempfile.mkstemp(prefix="vllm-logging-", suffix=".json")  # the private TMPDIR when supervised
+    with os.fdopen(fd, "w") as f:
+        json.dump(cfg, f)
+    if not os.environ.get("VLLM_LOGGING_CONFIG_PATH") or os.environ.get("QWENHARNESS_VLLM_LOG_CONFIG") == "1":
+        os.environ["VLLM_LOGGING_CONFIG_PATH"] = cfg_path  # the user's own file, if any, wins
+        os.environ["QWENHARNESS_VLLM_LOG_CONFIG"] = "1"
+        os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
+        _reconfigure_vllm_if_imported(cfg)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.set_name("qwenharness-run-log")
+    for name in ("", "qwenharness", *_ENGINE_LOGGERS[1:]):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == "qwenharness-run-log"]:
+            logger.removeHandler(old)
+            old.close()
+        logger.addHandler(handler)
+    root = logging.getLogger()
+    if not any(h.get_name() == "qwenharness-console" for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)  # other libraries' warnings still reach the console
+        console.set_name("qwenharness-console")
+        console.setLevel(getattr(logging, console_level(), logging.WARNING))
+        console.addFilter(DropConfigDump())
+        root.addHandler(console)
+    root.setLevel(logging.INFO)
+    logging.getLogger("qwenharness").setLevel(logging.INFO)
+    logging.getLogger("qwenharness").propagate = False
+    _quiet_transformers_console()
+    return log_file
+
+
+def _reconfigure_vllm_if_imported(cfg: dict[str, Any]) -> None:
+    if "vllm.logger" in sys.modules:  # imported already (in-process callers): apply now
+        logging.config.dictConfig(cfg)
+
+
+def _quiet_transformers_console() -> None:
+    if "transformers" in sys.modules:
+        try:
+            from transformers.utils import logging as tlog
+
+            tlog.set_verbosity(getattr(logging, console_level()))
+        except Exception:  # noqa: BLE001 - an old transformers: its own default (WARNING)
+            pass
+
+
+class RunConsole:
+    """The harness's messages: to a rich console (markup) and to run.log as plain text."""
+
+    def __init__(self, console: Any | None = None):
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.rich = console
+        self.log = logging.getLogger("qwenharness.run")
+
+    def print(self, text: Any = "", *args: Any, **kwargs: Any) -> None:
+        self.rich.print(text, *args, **kwargs)
+        if isinstance(text, str):
+            from rich.text import Text
+
+            self.log.info(Text.from_markup(text).plain)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
+
+class _Forward:
+    """The tqdm-like object vLLM updates once per finished request; it moves the outer bar."""
+
+    def __init__(self, outer: Any, total: int | None = None):
+        self.outer = outer
+        self.total = total
+        self.n = 0
+        self.postfix = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return getattr(self.outer, "format_dict", None) or {"elapsed": 1e-9}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.outer.update(n)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def forwarding_bar(outer: Any, moved: list[int] | None = None) -> Callable[..., Any]:
+    """A tqdm factory for vLLM's `use_tqdm`: per-request updates go to `outer`. vLLM also wraps its
+    prompt iterator in the factory ("Rendering prompts"): that one is passed through unchanged.
+    `moved` (a one-item list) counts the requests forwarded, so the caller updates only the rest."""
+
+    def factory(iterable: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if iterable is not None:
+            return iterable
+        fwd = _Forward(outer, kwargs.get("total"))
+        if moved is not None:
+            orig = fwd.update
+
+            def update(n: int = 1) -> None:
+                moved[0] += n
+                orig(n)
+            fwd.update = update  # type: ignore[method-assign]
+        return fwd
+    return factory
