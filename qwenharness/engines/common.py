@@ -88,6 +88,16 @@ class EncodedPair:
         return (self.context + self.continuation)[-(max_len + 1):]
 
 
+def batch_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of many texts, without special tokens, in one call. A fast tokenizer's Rust backend
+    is called directly (the same ids as `tokenizer(texts)`, without building transformers'
+    BatchEncoding: a quarter of the time on MMLU prompts)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch"):
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def encode_pair(tokenizer: Any, request: LoglikelihoodRequest, prefix_id: int) -> EncodedPair:
     """Split context and continuation tokens as lm-evaluation-harness does (see `encode_pairs`)."""
     return encode_pairs(tokenizer, [request], prefix_id)[0]
@@ -121,7 +131,7 @@ def encode_pairs(tokenizer: Any, requests: Sequence[LoglikelihoodRequest], prefi
             context = context[:-n_spaces]
         parts.append((context, continuation))
     texts = list(dict.fromkeys(t for c, k in parts for t in ((k,) if c is None else (c + k, c))))
-    encoded = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
+    encoded = dict(zip(texts, batch_ids(tokenizer, texts))) if texts else {}
     pairs = []
     for context, continuation in parts:
         if context is None:
