@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -105,12 +106,14 @@ def log_to_run_dir(run_dir: Path) -> Path:
     log_file = Path(run_dir) / LOG_NAME
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cfg = vllm_logging_config(log_file.resolve(), console_level())
+    stop_run_log()
     fd, cfg_path = tempfile.mkstemp(prefix="vllm-logging-", suffix=".json")  # the private TMPDIR when supervised
     with os.fdopen(fd, "w") as f:
         json.dump(cfg, f)
-    if not os.environ.get("VLLM_LOGGING_CONFIG_PATH") or os.environ.get("QWENHARNESS_VLLM_LOG_CONFIG") == "1":
-        os.environ["VLLM_LOGGING_CONFIG_PATH"] = cfg_path  # the user's own file, if any, wins
-        os.environ["QWENHARNESS_VLLM_LOG_CONFIG"] = "1"
+    _state["config_file"] = cfg_path
+    if not os.environ.get("VLLM_LOGGING_CONFIG_PATH"):  # the user's own file, if any, wins
+        _state["env"] = {k: os.environ.get(k) for k in ("VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING")}
+        os.environ["VLLM_LOGGING_CONFIG_PATH"] = cfg_path
         os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
         _reconfigure_vllm_if_imported(cfg)
     handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -135,6 +138,33 @@ def log_to_run_dir(run_dir: Path) -> Path:
     logging.getLogger("qwenharness").propagate = False
     _quiet_transformers_console()
     return log_file
+
+
+_state: dict[str, Any] = {}
+
+
+def stop_run_log() -> None:
+    """Undo `log_to_run_dir` (for callers that run several commands in one process, e.g. tests):
+    the run.log handlers go, vLLM's logging settings are restored."""
+    for name in ("", "qwenharness", *_ENGINE_LOGGERS[1:]):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() in ("qwenharness-run-log", "qwenharness-console")]:
+            logger.removeHandler(old)
+            old.close()
+    env = _state.pop("env", None)
+    if env is not None:
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    cfg_path = _state.pop("config_file", None)
+    if cfg_path:
+        with contextlib.suppress(OSError):
+            os.unlink(cfg_path)
+    if "vllm.logger" in sys.modules and env is not None:
+        with contextlib.suppress(Exception):  # back to vLLM's own console configuration
+            sys.modules["vllm.logger"]._configure_vllm_root_logger()
 
 
 def _reconfigure_vllm_if_imported(cfg: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ with a fix (bad options, unwritable or full output folder).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def resume_command(paths: RunPaths, results_dir: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..console import RunConsole, log_to_run_dir
+    from ..console import RunConsole, log_to_run_dir, stop_run_log
     from ..evaluation import Evaluator, summary_table
 
     if args.resume:
@@ -213,22 +214,29 @@ def run(args: argparse.Namespace) -> int:
     log_file = paths.run_dir / "run.log"
     evaluator.on_start = lambda run_dir: log_to_run_dir(run_dir)  # once its manifest exists
     try:
-        results = evaluator.run()
-    except KeyboardInterrupt:
-        # one unwrapped line, so the command can be copied as it is
-        print(f"qwenharness: interrupted; run {paths.run_id} is marked interrupted and its finished samples "
-              f"are saved; continue with: {resume}", file=sys.stderr, flush=True)
-        return 130
-    Console(width=max(Console().width, 140)).print(summary_table(results))
-    console.print(f"run [bold]{paths.run_id}[/bold]: results in {paths.run_dir}"
-                  + (f", full log in {log_file}" if log_file.exists() else ""), soft_wrap=True)
-    console.print(f"summaries: {paths.summary_dir / 'latest_summary.json'}, "
-                  f"{paths.summary_dir / 'comprehensive_summary.json'}", soft_wrap=True)
-    console.print(f"to rerun or continue it (finished samples are reused): {resume}", soft_wrap=True, markup=False,
-                  highlight=False)
-    if not all(r.ok for r in results):
-        return 1
-    return 1 if _every_sample_errored(results, console) else 0
+        try:
+            results = evaluator.run()
+        except KeyboardInterrupt:
+            # one unwrapped line, so the command can be copied as it is
+            print(f"qwenharness: interrupted; run {paths.run_id} is marked interrupted and its finished samples "
+                  f"are saved; continue with: {resume}", file=sys.stderr, flush=True)
+            return 130
+        table = summary_table(results)
+        Console(width=max(Console().width, 140)).print(table)
+        if log_file.exists():
+            with contextlib.suppress(OSError), open(log_file, "a", encoding="utf-8") as f:  # the summary in the log too
+                Console(file=f, width=160, no_color=True).print(table)
+        console.print(f"run [bold]{paths.run_id}[/bold]: results in {paths.run_dir}"
+                      + (f", full log in {log_file}" if log_file.exists() else ""), soft_wrap=True)
+        console.print(f"summaries: {paths.summary_dir / 'latest_summary.json'}, "
+                      f"{paths.summary_dir / 'comprehensive_summary.json'}", soft_wrap=True)
+        console.print(f"to rerun or continue it (finished samples are reused): {resume}", soft_wrap=True,
+                      markup=False, highlight=False)
+        if not all(r.ok for r in results):
+            return 1
+        return 1 if _every_sample_errored(results, console) else 0
+    finally:
+        stop_run_log()
 
 
 def _every_sample_errored(results: list, console: "Console") -> bool:  # noqa: F821
