@@ -1,7 +1,9 @@
 """Milestone 5: production readiness of the stored results and the reports built from them.
 
-Runs after milestones 1-4 (pytest.ini's testpaths order). It writes the final Markdown report and the
-tracker from the stored results, then checks that the comprehensive summary, the performance matrix,
+Runs after milestones 1-4 (pytest.ini's testpaths order). It first verifies the stored results
+(qwenharness.verify: every aggregate recomputed from its per-sample records, none missing, the gate
+files of milestones 1-4 present and not failed), builds the final Markdown report and the tracker from
+them (the files themselves are written once at session end), then checks that the comprehensive summary, the performance matrix,
 the scaling insights and the final report exist, parse, cover every evaluated model x dataset and
 contain no placeholder text; and that the validator rejects a report with a section removed.
 """
@@ -19,6 +21,7 @@ from qwenharness.report.markdown import FINAL_REPORT, SECTIONS, TRACKER, section
 from qwenharness.testing import HarnessOptions
 
 pytestmark = pytest.mark.milestone5
+EARLIER_GATES = ("milestone1", "milestone2", "milestone3", "milestone4")  # their gate files must record a verdict
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +30,19 @@ def snapshot(harness: HarnessOptions) -> ResultsSnapshot:
     if not s.evaluations:
         pytest.fail(f"no stored evaluation under {Path(harness.results_dir).resolve()}/evaluations: run the earlier "
                     "milestones first (`pytest -m 'milestone3 or milestone4'`, or plain `pytest`)", pytrace=False)
+    from qwenharness.verify import verify_gates, verify_results
+
+    problems = verify_results(harness.results_dir) + verify_gates(harness.results_dir, EARLIER_GATES)
+    if problems:
+        pytest.fail("stored results failed verification:\n" + "\n".join(problems[:40]), pytrace=False)
     return s
 
 
 @pytest.fixture(scope="module")
-def reports(harness: HarnessOptions, snapshot: ResultsSnapshot) -> dict[str, Path]:
-    return write_reports(harness.results_dir, tracker=True, snapshot=snapshot)
+def reports(tmp_path_factory: pytest.TempPathFactory, snapshot: ResultsSnapshot) -> dict[str, Path]:
+    """The reports built from the snapshot, checked here; the files under --results-dir are written
+    once, at session end, from one read of the results after every gate has its verdict."""
+    return write_reports(tmp_path_factory.mktemp("reports"), tracker=True, snapshot=snapshot)
 
 
 def _keys(s: ResultsSnapshot) -> list[tuple[str, str, str]]:

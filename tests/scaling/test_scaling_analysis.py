@@ -50,7 +50,12 @@ def selection(pytestconfig: pytest.Config, harness: HarnessOptions) -> dict[str,
 @pytest.fixture(scope="module")
 def stored(selection: dict[str, Any], harness: HarnessOptions, engine_pool: Any) -> dict[str, Any]:
     """Make sure every selected model x preset has a stored benchmark and (real weights) evaluation."""
+    from qwenharness.verify import missing_aggregates
+
     root, backend = selection["root"], selection["backend"]
+    missing = missing_aggregates(root, selection["models"])
+    if missing:  # a deleted aggregate is a fault to report, not a gap to fill in
+        pytest.fail("stored results failed verification:\n" + "\n".join(missing[:40]), pytrace=False)
     cells = [(m, p) for m in selection["models"] for p in selection["presets"]]
     benches = scaling.load_benchmarks(root, selection["models"])
     store = bench.BenchmarkStore(root, harness.run_id)
@@ -79,7 +84,23 @@ def stored(selection: dict[str, Any], harness: HarnessOptions, engine_pool: Any)
 
 
 @pytest.fixture(scope="module")
-def analysis(selection: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+def verified(selection: dict[str, Any], stored: dict[str, Any]) -> None:
+    """Before any figure is used: every stored aggregate of the selected models recomputes from its
+    per-sample records and lies in its range, none that a file names is missing, and the milestone-3
+    gate that produced them recorded a verdict (unless this session produced every one of them)."""
+    from qwenharness.verify import verify_gates, verify_results
+
+    root = selection["root"]
+    problems = verify_results(root, selection["models"])
+    used = set(scaling.load_evaluations(root, selection["models"]))
+    if used - set(stored["produced_evaluations"]):
+        problems += verify_gates(root, ["milestone3"])
+    if problems:
+        pytest.fail("stored results failed verification:\n" + "\n".join(problems[:40]), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def analysis(selection: dict[str, Any], stored: dict[str, Any], verified: None) -> dict[str, Any]:
     return scaling.analyze(selection["root"], selection["models"], detailed=True, backend=selection["backend"])
 
 

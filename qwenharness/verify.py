@@ -1,0 +1,254 @@
+"""Verify stored results before a gate or a report uses them (issue 12).
+
+A gate that trusts an aggregate file can be fooled by an edited, truncated or deleted file. These
+checks recompute every aggregate from its per-sample records with the task's own `aggregate`, check
+each metric against its range, look for aggregates that should exist (a samples file, a manifest
+entry or a summary line names them) and check the milestone gate files a gate builds on.
+
+Every function returns a list of problems, one line each, naming the file: empty means verified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+EVALUATIONS = "evaluations"
+NOT_RUNS = {"model_coverage"}
+SAMPLES_SUFFIX = ".samples.jsonl"
+SUMMARIES = ("comprehensive_summary.json", "latest_summary.json")
+GATE_SESSION_ENV = "QWENHARNESS_GATE_SESSION"  # set by the gate recorder: the current pytest session
+REL_TOL, ABS_TOL = 1e-9, 1e-12
+
+
+def _close(stored: Any, recomputed: Any) -> bool:
+    """Stored JSON value equals a recomputed one (NaN is stored as null)."""
+    if isinstance(recomputed, float) and not math.isfinite(recomputed):
+        return stored is None
+    if isinstance(stored, bool) or isinstance(recomputed, bool):
+        return stored == recomputed
+    if isinstance(stored, (int, float)) and isinstance(recomputed, (int, float)):
+        return math.isclose(float(stored), float(recomputed), rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    if isinstance(stored, list) and isinstance(recomputed, (list, tuple)):
+        return len(stored) == len(recomputed) and all(_close(a, b) for a, b in zip(stored, recomputed))
+    return stored == recomputed
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is None:
+        return str(path)
+    try:
+        return str(path.resolve().relative_to(root.resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+def samples_path_of(aggregate_path: Path) -> Path:
+    return aggregate_path.with_name(aggregate_path.stem + SAMPLES_SUFFIX)
+
+
+def _load_records(path: Path) -> list[Any]:
+    from .results import read_jsonl, record_from_dict
+
+    return [record_from_dict(row) for row in read_jsonl(path)]
+
+
+def verify_aggregate(path: Path, root: Path | None = None) -> list[str]:
+    """Recompute one aggregate from its samples file; problems name the file and the field."""
+    from .errors import HarnessError
+    from .evaluation import metric_bounds
+    from .tasks import get_task
+
+    name = _rel(path, root)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{name}: aggregate is missing"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{name}: aggregate does not parse ({type(exc).__name__}: {exc})"]
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        return [f"{name}: aggregate has no 'metrics' object"]
+    dataset = str(data.get("dataset") or path.stem)
+    try:
+        task = get_task(dataset)
+    except HarnessError:
+        return [f"{name}: unknown dataset '{dataset}', its metrics cannot be recomputed"]
+    problems: list[str] = []
+    # bounds first: an out-of-range value is wrong whatever the samples say
+    for metric, m in data["metrics"].items():
+        if not isinstance(m, dict):
+            problems.append(f"{name}: metric {metric} is not an object")
+            continue
+        value, lo_hi = m.get("value"), metric_bounds(task, metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not lo_hi[0] <= value <= lo_hi[1]):
+            problems.append(f"{name}: {metric} = {value!r} is outside its range [{lo_hi[0]:g}, {lo_hi[1]:g}]")
+        se = m.get("stderr")
+        if se is not None and (not isinstance(se, (int, float)) or se < 0):
+            problems.append(f"{name}: {metric} stderr = {se!r} is negative or not a number")
+    rate = data.get("error_rate")
+    if rate is not None and (not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+        problems.append(f"{name}: error_rate = {rate!r} is outside [0, 1]")
+    samples = samples_path_of(path)
+    if not samples.is_file():
+        return problems + [f"{_rel(samples, root)}: per-sample records are missing, so {name} cannot be verified"]
+    try:
+        records = _load_records(samples)
+    except (HarnessError, TypeError, ValueError) as exc:
+        return problems + [f"{_rel(samples, root)}: per-sample records do not parse ({exc})"]
+    unique: dict[str, Any] = {}
+    for r in records:
+        unique.setdefault(str(r.doc_id), r)  # the runner keeps the first record of a document
+    records = list(unique.values())
+    good = [r for r in records if r.error is None]
+    if data.get("n_samples") != len(records):
+        problems.append(f"{name}: n_samples = {data.get('n_samples')!r}, {_rel(samples, root)} holds "
+                        f"{len(records)} documents")
+    if data.get("n_errors") != len(records) - len(good):
+        problems.append(f"{name}: n_errors = {data.get('n_errors')!r}, the records hold {len(records) - len(good)}")
+    try:
+        again = task.aggregate(good) if good else {}
+    except Exception as exc:  # noqa: BLE001 - a record the task cannot read is a corrupt record
+        return problems + [f"{_rel(samples, root)}: the records cannot be aggregated ({type(exc).__name__}: {exc})"]
+    for metric, m in again.items():
+        stored = data["metrics"].get(metric)
+        if not isinstance(stored, dict):
+            problems.append(f"{name}: metric {metric} is missing (the records give {m.get('value')!r})")
+            continue
+        for field in ("value", "n", "stderr", "ci95"):
+            if field in m and (field in stored or field != "ci95") and not _close(stored.get(field), m[field]):
+                problems.append(f"{name}: {metric}.{field} = {stored.get(field)!r}, recomputed from "
+                                f"{_rel(samples, root)}: {m[field]!r}")
+    for metric in set(data["metrics"]) - set(again):
+        problems.append(f"{name}: metric {metric} does not follow from the records")
+    return problems
+
+
+def _run_dirs(results_dir: Path) -> list[Path]:
+    base = results_dir / EVALUATIONS
+    if not base.is_dir():
+        return []
+    return [p for p in sorted(base.iterdir()) if p.is_dir() and p.name not in NOT_RUNS and not p.name.startswith(".")]
+
+
+def _aggregate_files(run: Path) -> list[Path]:
+    return [p for p in sorted(run.glob("*/*/*.json")) if not p.name.startswith(".") and p.parent.parent.name != "cache"]
+
+
+def expected_aggregates(results_dir: Path) -> dict[Path, str]:
+    """Aggregates some stored file says exist -> which file says so (samples, manifests, summaries)."""
+    out: dict[Path, str] = {}
+    for run in _run_dirs(results_dir):
+        for samples in sorted(run.glob(f"*/*/*{SAMPLES_SUFFIX}")):
+            out.setdefault(samples.with_name(samples.name[: -len(SAMPLES_SUFFIX)] + ".json"), _rel(samples, results_dir))
+        manifest = run / "manifest.json"
+        try:
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for inv in m.get("invocations") or [] if isinstance(m, dict) else []:
+            for w in inv.get("wrote") or [] if isinstance(inv, dict) else []:
+                if isinstance(w, dict) and isinstance(w.get("aggregate"), str):
+                    out.setdefault(run / w["aggregate"], _rel(manifest, results_dir))
+    for name in SUMMARIES:
+        path = results_dir / name
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        results = s.get("results") if isinstance(s, dict) else None
+        for model, presets in (results or {}).items() if isinstance(results, dict) else []:
+            for preset, datasets in (presets or {}).items() if isinstance(presets, dict) else []:
+                for dataset, entry in (datasets or {}).items() if isinstance(datasets, dict) else []:
+                    run_id = (entry or {}).get("run_id") if isinstance(entry, dict) else None
+                    if run_id:
+                        folder = results_dir / EVALUATIONS / str(run_id) / model.replace("/", "__") / preset
+                        out.setdefault(folder / f"{dataset}.json", _rel(path, results_dir))
+    return out
+
+
+def missing_aggregates(results_dir: str | Path, models: Iterable[str] | None = None) -> list[str]:
+    """Aggregates that a samples file, manifest or summary names but that do not exist. A gate that would
+    produce missing results itself checks this first: a deleted aggregate is a fault, not a gap."""
+    root = Path(results_dir)
+    wanted = None if models is None else {m.replace("/", "__") for m in models}
+    return [f"{_rel(path, root)}: aggregate is missing ({named_by} names it)"
+            for path, named_by in sorted(expected_aggregates(root).items())
+            if (wanted is None or path.parent.parent.name in wanted) and not path.is_file()]
+
+
+def _summary_disagreements(results_dir: Path) -> list[str]:
+    """Summary lines whose metrics differ from the aggregate file they were made from."""
+    problems = []
+    for name in SUMMARIES:
+        path = results_dir / name
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for model, presets in ((s or {}).get("results") or {}).items():
+            for preset, datasets in (presets or {}).items():
+                for dataset, entry in (datasets or {}).items():
+                    agg = results_dir / EVALUATIONS / str(entry.get("run_id")) / model.replace("/", "__") / preset / f"{dataset}.json"
+                    try:
+                        stored = json.loads(agg.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        continue  # reported as missing or unparseable by the aggregate checks
+                    if entry.get("metrics") != stored.get("metrics"):
+                        problems.append(f"{name}: {model}/{preset}/{dataset} metrics differ from {_rel(agg, results_dir)}")
+    return problems
+
+
+def verify_results(results_dir: str | Path, models: Iterable[str] | None = None) -> list[str]:
+    """Every stored aggregate (of `models`, or all) recomputes from its records; every aggregate that a
+    samples file, manifest or summary names exists; the summaries agree with the aggregates."""
+    root = Path(results_dir)
+    wanted = set(models) if models is not None else None
+
+    def selected(path: Path) -> bool:
+        return wanted is None or path.parent.parent.name in {m.replace("/", "__") for m in wanted}
+
+    problems: list[str] = []
+    present = [p for run in _run_dirs(root) for p in _aggregate_files(run) if selected(p)]
+    for path in present:
+        problems += verify_aggregate(path, root)
+    problems += missing_aggregates(root, models if wanted is None else sorted(wanted))
+    problems += [p for p in _summary_disagreements(root)
+                 if wanted is None or any(f": {m}/" in p for m in wanted)]
+    return list(dict.fromkeys(problems))
+
+
+# -- gate files -----------------------------------------------------------------------------------------
+ACCEPTED = {"passed", "partial"}
+
+
+def verify_gates(results_dir: str | Path, milestones: Iterable[str], session: str | None = None) -> list[str]:
+    """The gate file of each milestone exists and records a verdict that is not a failure. A gate still
+    'running' is accepted only when it belongs to this pytest session (`session`, by default the one
+    the gate recorder published in QWENHARNESS_GATE_SESSION)."""
+    session = session or os.environ.get(GATE_SESSION_ENV)
+    root = Path(results_dir)
+    problems = []
+    for m in milestones:
+        path = root / "gates" / f"{m}.json"
+        name = _rel(path, root)
+        try:
+            g = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            problems.append(f"{name} is missing: {m} has recorded no verdict on these results (run `pytest -m {m}`)")
+            continue
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name} does not parse ({exc})")
+            continue
+        status = g.get("status") if isinstance(g, dict) else None
+        if status == "running" and session and g.get("session") == session:
+            continue
+        if status not in ACCEPTED:
+            why = {"running": "its session ended without a verdict", "failed": "it failed",
+                   "skipped": "every test of it was skipped"}.get(str(status), "it did not pass")
+            problems.append(f"{name}: status {status!r} ({why}; failures: {g.get('failures') or 'none'})")
+    return problems

@@ -1,0 +1,227 @@
+"""Gates that verify (issue 12): stored aggregates are recomputed from their per-sample records before
+milestones 4 and 5 use them, and the gate files they build on must hold a verdict.
+
+The first tests check qwenharness.verify on hand-made result files; the last ones run the real
+milestone-4 and milestone-5 test modules in a pytest subprocess on such a folder (no engine is opened:
+every result they need is stored), once untouched (both pass) and once per forgery (both fail, naming
+the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwenharness.results import build_summary, record_from_dict
+from qwenharness.tasks import get_task
+from qwenharness.verify import verify_aggregate, verify_gates, verify_results
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ("tiny", "tiny-2x")
+DATASET = "arc_easy"
+N_DOCS = 24
+
+
+def _records(model: str) -> list[dict]:
+    rng = random.Random(model)
+    rows = []
+    for i in range(N_DOCS):
+        acc = float(rng.random() < (0.3 if model == "tiny" else 0.6))
+        rows.append({"doc_id": str(i), "prompt": f"q{i}", "target": 0, "outputs": [], "error": None,
+                     "scores": {"acc": acc, "acc_norm": float(rng.random() < 0.5)}, "extra": {},
+                     "prompt_tokens": 0, "output_tokens": 4})
+    return rows
+
+
+def _aggregate(model: str, rows: list[dict], run: str) -> dict:
+    task = get_task(DATASET)
+    metrics = task.aggregate([record_from_dict(r) for r in rows])
+    return {"metrics": metrics, "n_samples": len(rows), "n_errors": 0, "error_rate": 0.0, "run_id": run,
+            "model": model, "preset": "balanced", "dataset": DATASET, "backend": "vllm",
+            "task": {"name": DATASET, "output_type": "loglikelihood", "n_shot": 0, "protocol": "arc_easy-loglikelihood",
+                     "chat_template": False, "chat_template_sha256": None, "generation_settings": []},
+            "options": {"n_shot": None, "chat": False, "enable_thinking": None}, "sample_limit": N_DOCS,
+            "finished_at": "2026-01-01T00:00:00+00:00"}
+
+
+def _bench(model: str, tput: float, lat: float, weight: int) -> dict:
+    return {"model": model, "preset": "balanced", "backend": "vllm", "run_id": "b1", "updated": "2026-01-01T00:00:00",
+            "environment": {"gpu": None},
+            "throughput": {"random": {"requests_per_s": tput / 100, "output_tokens_per_s": tput,
+                                      "total_tokens_per_s": 2 * tput}},
+            "latency": {"batch_1": {"latency_s": {"p50": lat, "p90": 1.5 * lat, "p99": 2 * lat}}},
+            "memory": {"weight_bytes": weight, "kv_cache_bytes": 10, "peak_bytes": None, "gpu_util_mean": None},
+            "overhead": {"ratio": None}, "physical_bound": {"fraction": None}}
+
+
+def make_results(root: Path, run: str = "pytest") -> Path:
+    """Two models' arc_easy evaluations (records, aggregates, manifest, summaries), benchmarks, and the
+    gate files of milestones 1-3: everything milestones 4 and 5 read."""
+    aggs = []
+    wrote = []
+    for model in MODELS:
+        folder = root / "evaluations" / run / model / "balanced"
+        folder.mkdir(parents=True)
+        rows = _records(model)
+        (folder / f"{DATASET}.samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        agg = _aggregate(model, rows, run)
+        (folder / f"{DATASET}.json").write_text(json.dumps(agg))
+        aggs.append(agg)
+        wrote.append({"evaluation": f"{model}/balanced/{DATASET}", "aggregate": f"{model}/balanced/{DATASET}.json"})
+    manifest = {"run_id": run, "settings": {"models": list(MODELS), "datasets": [DATASET], "presets": ["balanced"],
+                                            "backend": "vllm", "sample_limit": N_DOCS, "seed": 1234},
+                "invocations": [{"id": "x", "command_line": ["qwenharness", "evaluate"], "wrote": wrote}]}
+    (root / "evaluations" / run / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("latest_summary.json", "comprehensive_summary.json"):
+        (root / name).write_text(json.dumps(build_summary(aggs, run_id=run if name.startswith("latest") else None)))
+    for model, tput, lat, weight in (("tiny", 1000.0, 0.10, 1_000_000), ("tiny-2x", 600.0, 0.18, 1_500_000)):
+        path = root / "benchmarks" / "b1" / model / "balanced" / "vllm.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_bench(model, tput, lat, weight)))
+    (root / "benchmarks" / "latest.json").write_text(json.dumps({"entries": {
+        f"{m}/balanced/vllm": {"run_id": "b1", "path": f"b1/{m}/balanced/vllm.json"} for m in MODELS}}))
+    (root / "gates").mkdir()
+    for m in ("milestone1", "milestone2", "milestone3"):
+        (root / "gates" / f"{m}.json").write_text(json.dumps(
+            {"milestone": m, "status": "passed", "counts": {"passed": 3, "failed": 0, "error": 0, "skipped": 0},
+             "failures": [], "command": f"pytest -m {m}", "session": "earlier", "finished_at": "2026-01-01T00:00:00"}))
+    return root
+
+
+def _agg_path(root: Path, model: str = "tiny") -> Path:
+    return root / "evaluations" / "pytest" / model / "balanced" / f"{DATASET}.json"
+
+
+# -- forgeries: each returns the file a gate must name ---------------------------------------------------------
+def forge_value(root: Path) -> str:
+    p = _agg_path(root)
+    d = json.loads(p.read_text())
+    d["metrics"]["acc"]["value"] = 0.99
+    p.write_text(json.dumps(d))
+    return "evaluations/pytest/tiny/balanced/arc_easy.json"
+
+
+def forge_out_of_range(root: Path) -> str:
+    p = _agg_path(root, "tiny-2x")
+    d = json.loads(p.read_text())
+    d["metrics"]["acc"]["value"] = 1.7
+    p.write_text(json.dumps(d))
+    return "evaluations/pytest/tiny-2x/balanced/arc_easy.json"
+
+
+def delete_aggregate(root: Path) -> str:
+    _agg_path(root).unlink()
+    return "evaluations/pytest/tiny/balanced/arc_easy.json"
+
+
+def corrupt_samples(root: Path) -> str:
+    p = _agg_path(root).with_name(f"{DATASET}.samples.jsonl")
+    lines = p.read_text().splitlines()
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a line cut in half in the middle of the file
+    p.write_text("\n".join(lines) + "\n")
+    return "evaluations/pytest/tiny/balanced/arc_easy.samples.jsonl"
+
+
+def delete_gate(root: Path) -> str:
+    (root / "gates" / "milestone3.json").unlink()
+    return "gates/milestone3.json"
+
+
+FORGERIES = [forge_value, forge_out_of_range, delete_aggregate, corrupt_samples, delete_gate]
+
+
+# -- the library --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return make_results(tmp_path / "results")
+
+
+def test_untouched_results_verify(results: Path) -> None:
+    assert verify_results(results) == []
+    assert verify_gates(results, ["milestone1", "milestone2", "milestone3"]) == []
+
+
+@pytest.mark.parametrize("forge", FORGERIES, ids=lambda f: f.__name__)
+def test_each_forgery_is_found_and_names_the_file(results: Path, forge) -> None:  # noqa: ANN001
+    named = forge(results)
+    problems = verify_results(results) + verify_gates(results, ["milestone1", "milestone2", "milestone3"])
+    assert problems, f"{forge.__name__} went unnoticed"
+    assert any(named in p for p in problems), problems
+
+
+def test_a_changed_score_in_the_records_disagrees_with_the_aggregate(results: Path) -> None:
+    p = _agg_path(results).with_name(f"{DATASET}.samples.jsonl")
+    rows = [json.loads(line) for line in p.read_text().splitlines()]
+    rows[0]["scores"]["acc"] = 1.0 - rows[0]["scores"]["acc"]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = verify_aggregate(_agg_path(results), results)
+    assert any("acc.value" in x and "recomputed from" in x for x in problems), problems
+
+
+def test_a_summary_that_disagrees_with_its_aggregate_is_named(results: Path) -> None:
+    s = json.loads((results / "comprehensive_summary.json").read_text())
+    s["results"]["tiny"]["balanced"][DATASET]["metrics"]["acc"]["value"] = 0.5
+    (results / "comprehensive_summary.json").write_text(json.dumps(s))
+    assert any(p.startswith("comprehensive_summary.json: tiny/balanced/arc_easy") for p in verify_results(results))
+
+
+def test_running_gate_is_accepted_only_from_the_same_session(results: Path) -> None:
+    g = json.loads((results / "gates" / "milestone3.json").read_text())
+    g.update(status="running", session="s1")
+    (results / "gates" / "milestone3.json").write_text(json.dumps(g))
+    assert verify_gates(results, ["milestone3"], session="s1") == []
+    assert "session ended without a verdict" in verify_gates(results, ["milestone3"], session="s2")[0]
+
+
+# -- the gates themselves: milestones 4 and 5 in a pytest subprocess -----------------------------------------------
+def run_gates(results: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QWENHARNESS_HTML": "none", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("QWENHARNESS_GATE_SESSION", None)
+    cmd = [sys.executable, "-m", "pytest", "tests/scaling/test_scaling_analysis.py", "tests/reports/test_reports.py",
+           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-rfE", "--no-header",
+           "--results-dir", str(results), "--models", ",".join(MODELS), "--presets", "balanced",
+           "--backend", "vllm", "--datasets", DATASET]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _gate_status(results: Path, m: str) -> str:
+    return json.loads((results / "gates" / f"{m}.json").read_text())["status"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_results(tmp_path_factory.mktemp("pristine") / "results")
+
+
+@pytest.mark.slow
+def test_gates_pass_on_untouched_results(pristine: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    proc = run_gates(results)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert _gate_status(results, "milestone4") == "passed" and _gate_status(results, "milestone5") == "passed"
+    report = (results / "LARGE_SCALE_EVALUATION_FINAL_REPORT.md").read_text()
+    assert "running" not in report.split("## Framework validation")[1].split("## ")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("forge", FORGERIES, ids=lambda f: f.__name__)
+def test_milestones_4_and_5_fail_on_each_forgery_naming_the_file(pristine: Path, tmp_path: Path, forge) -> None:  # noqa: ANN001
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    named = forge(results)
+    proc = run_gates(results)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    assert _gate_status(results, "milestone4") == "failed", out[-4000:]
+    assert _gate_status(results, "milestone5") == "failed", out[-4000:]
+    assert "stored results failed verification" in out and named in out, out[-4000:]
+    # both modules' verification fixtures named it (milestone 4's and milestone 5's)
+    assert out.count("stored results failed verification") >= 2, out[-4000:]
