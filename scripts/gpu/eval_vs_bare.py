@@ -11,8 +11,11 @@ The engine is opened once (its start time is recorded: a second start of a confi
 earlier in the same machine shows what the compile cache saves). Then, per dataset:
 
 - bare: the dataset's requests are built with the task's own `build_requests` and tokenized with the
-  engine's own functions (the same token ids the harness sends); untimed. Then ONE
-  `vllm.LLM.generate` call over all of them, with the harness's sampling parameters, is timed.
+  engine's own functions (the same token ids the harness sends); untimed. Then the vLLM calls over
+  all of them are timed: `--bare waves` (default) makes the engine's own calls (for log-likelihoods
+  with prefix caching: the first request of each context, then the others), `--bare plain` one call
+  with vLLM's default prompt-log-prob parameters (no prefix-cache reads, what lm-evaluation-harness
+  sends).
 - harness: `Evaluator.run()` for that dataset (what `qwenharness evaluate` runs: prompts, chat
   template, tokenization, chunked engine calls through the response cache, scoring, records,
   aggregates), in a fresh run directory, timed end to end.
@@ -43,21 +46,37 @@ def _limits(items: list[str]) -> dict[str, int]:
 
 
 def bare_inputs(engine: Any, task: Any, docs: list[dict[str, Any]], options: Any,
-                fewshot: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], Any, int]:
-    """The token-id prompts and sampling parameters the harness's engine would send, untimed."""
+                fewshot: list[dict[str, Any]] | None, mode: str) -> tuple[list[tuple[list[dict[str, Any]], Any]], int]:
+    """The vLLM calls to time, as (prompts, params) pairs, built untimed: the token ids the harness's
+    engine sends. `mode` "waves": the same calls as VLLMEngine.loglikelihood (with prefix caching, the
+    first request of each context, then the others reading its cached blocks); "plain": one call with
+    vLLM's defaults for prompt log-probs (no prefix-cache reads), as lm-evaluation-harness sends them."""
     from qwenharness.engines.common import encode_pairs, prompt_token_ids
 
     treqs = task.build_requests(docs, options, fewshot)
     flat = [r for t in treqs for r in t.requests]
-    if task.output_type == "loglikelihood":
-        pairs = encode_pairs(engine.tokenizer, flat, engine.prefix_id)
-        prompts = [{"prompt_token_ids": p.window(engine.max_len - 2)} for p in pairs]
+    if task.output_type != "loglikelihood":
+        ids = [prompt_token_ids(engine.tokenizer, engine.spec, r) for r in flat]
+        params = [engine.to_vllm_sampling(r.sampling, len(x)) for r, x in zip(flat, ids)]
+        return [([{"prompt_token_ids": x} for x in ids], params)], len(flat)
+    pairs = encode_pairs(engine.tokenizer, flat, engine.prefix_id)
+    windows = [(p.window(engine.max_len - 2), len(p.continuation)) for p in pairs]
+    share = (mode == "waves" and bool(engine.config.enable_prefix_caching)
+             and getattr(engine, "_cached_prompt_logprobs", False))
+    if mode == "plain" or not hasattr(engine, "_prompt_logprob_params"):
         params = engine._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
     else:
-        ids = [prompt_token_ids(engine.tokenizer, engine.spec, r) for r in flat]
-        prompts = [{"prompt_token_ids": x} for x in ids]
-        params = [engine.to_vllm_sampling(r.sampling, len(x)) for r, x in zip(flat, ids)]
-    return prompts, params, len(flat)
+        params = engine._prompt_logprob_params(read_cache=share)
+    waves = [list(range(len(windows)))]
+    if share:
+        seen: set[tuple[int, ...]] = set()
+        first, rest = [], []
+        for i, (tokens, n) in enumerate(windows):
+            key = tuple(tokens[:len(tokens) - n])
+            (rest if key in seen else first).append(i)
+            seen.add(key)
+        waves = [w for w in (first, rest) if w]
+    return [([{"prompt_token_ids": windows[i][0]} for i in w], params) for w in waves], len(flat)
 
 
 def main() -> int:
@@ -70,6 +89,8 @@ def main() -> int:
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--order", choices=("bare-first", "harness-first"), default="bare-first")
+    ap.add_argument("--bare", choices=("waves", "plain"), default="waves",
+                    help="waves: the engine's own vLLM calls (prefix-cache waves); plain: one call, vLLM defaults")
     args = ap.parse_args()
 
     from qwenharness.data import load, load_docs
@@ -79,7 +100,8 @@ def main() -> int:
     from qwenharness.tasks import get_task
 
     limits = _limits(args.limit)
-    out: dict[str, Any] = {"model": args.model, "preset": args.preset, "order": args.order, "datasets": {}}
+    out: dict[str, Any] = {"model": args.model, "preset": args.preset, "order": args.order, "bare": args.bare,
+                           "datasets": {}}
     pool = EnginePool(load_format="dummy")
     t0 = time.perf_counter()
     engine = pool.get(args.model, args.preset, "vllm")
@@ -113,13 +135,14 @@ def main() -> int:
 
         def run_bare() -> None:
             t = time.perf_counter()
-            prompts, params, n = bare_inputs(engine, task, docs, options, fewshot)
+            calls, n = bare_inputs(engine, task, docs, options, fewshot, args.bare)
             row["bare_prepare_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            outs = llm.generate(prompts, params, use_tqdm=False)
+            outs = [o for prompts, params in calls for o in llm.generate(prompts, params, use_tqdm=False)]
             row["bare_s"] = time.perf_counter() - t
+            row["bare_calls"] = len(calls)
             row["requests"] = n
-            row["prompt_tokens"] = sum(len(p["prompt_token_ids"]) for p in prompts)
+            row["prompt_tokens"] = sum(len(p["prompt_token_ids"]) for prompts, _ in calls for p in prompts)
             row["output_tokens"] = sum(len(o.outputs[0].token_ids) for o in outs)
 
         def run_harness() -> None:
