@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import HarnessError
 from .models import get_model_spec
@@ -622,7 +622,8 @@ def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = 
                            "run `qwenharness bench --models ...` and `qwenharness evaluate --models ...` first, "
                            "or pass --results-dir")
     comparisons = [compare_pair(a, b, figures, detailed) for a, b in zip(ordered, ordered[1:])]
-    matrix = {"models": ordered, "rows": [matrix_row(f) for _, f in sorted(figures.items())]}
+    matrix = {"models": ordered, "analysis": {"backend": backend, "detailed": detailed, "run_id": run_id},
+              "rows": [matrix_row(f) for _, f in sorted(figures.items())]}
     ins = {"models": ordered, "insights": insights(ordered, figures, comparisons)}
     out_dir = Path(results_dir) / "comparisons"
     written: dict[str, Any] = {"comparisons": {}, "matrix": None, "insights": None}
@@ -636,3 +637,59 @@ def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = 
         written["matrix"] = str(out_dir / "performance_matrix.json")
         written["insights"] = str(out_dir / "scaling_insights.json")
     return {"comparisons": comparisons, "matrix": matrix, "insights": ins, "written": written}
+
+
+# -- citations that still hold ---------------------------------------------------------------------------
+def _cited(node: Any) -> Iterator[Q]:
+    if isinstance(node, dict):
+        if "source" in node and "key" in node and "value" in node:
+            yield node
+        for v in node.values():
+            yield from _cited(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _cited(v)
+
+
+def stale_citations(results_dir: str | Path) -> list[str]:
+    """Quantities in the stored comparison files whose cited file no longer holds the cited value
+    (e.g. a benchmark rerun after the analysis): one line each, naming the file and key."""
+    root = Path(results_dir)
+    out: list[str] = []
+    files = sorted((root / "comparisons").glob("*.json")) if (root / "comparisons").is_dir() else []
+    cache: dict[str, Any] = {}
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for q in _cited(data):
+            src = str(q["source"])
+            if src not in cache:
+                try:
+                    cache[src] = json.loads((root / src).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    cache[src] = None
+            node: Any = cache[src]
+            for k in q["key"]:
+                node = node.get(k) if isinstance(node, dict) else None
+            if node != q["value"]:
+                out.append(f"{path.name}: {src}:{'.'.join(map(str, q['key']))} holds {node!r}, cited as {q['value']!r}")
+    return list(dict.fromkeys(out))
+
+
+def refresh_if_stale(results_dir: str | Path) -> bool:
+    """Recompute the stored analysis (same models and settings) when one of its citations went stale."""
+    root = Path(results_dir)
+    if not stale_citations(root):
+        return False
+    try:
+        matrix = json.loads((root / "comparisons" / "performance_matrix.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    models, settings = matrix.get("models") or [], matrix.get("analysis") or {}
+    if len(models) < 2:
+        return False
+    analyze(root, models, detailed=bool(settings.get("detailed")), backend=settings.get("backend"),
+            run_id=settings.get("run_id"))
+    return True

@@ -8,7 +8,8 @@ Sources, all under the results folder (default `results/`):
 - `evaluations/model_coverage/latest_summary.json` (milestone 2: one entry per configuration);
 - `benchmarks/<run_id>/<model>/<preset>/<backend>.json` (throughput, latency, memory, overhead);
 - `comparisons/*_comparison.json`, `comparisons/performance_matrix.json`, `comparisons/scaling_insights.json`;
-- `gates/<milestone>.json` (written by the pytest plugin in qwenharness.report.html).
+- `gates/<milestone>.json` (written by the pytest plugin in qwenharness.report.html), and
+  `gates/partial/<milestone>.json` (subset runs: shown, never taken as the verdict).
 
 Files that do not parse are listed in `ResultsSnapshot.unreadable`, never silently used.
 """
@@ -28,6 +29,7 @@ EVALUATIONS = "evaluations"
 COVERAGE_DIR = "model_coverage"
 NOT_RUNS = {COVERAGE_DIR}  # folders under evaluations/ that are not run directories
 GATES_DIR = "gates"
+PARTIAL_GATES_DIR = "partial"  # gates/partial/<milestone>.json: subset runs, never a milestone's verdict
 MILESTONES = ("milestone1", "milestone2", "milestone3", "milestone4", "milestone5")
 
 
@@ -118,6 +120,7 @@ class ResultsSnapshot:
     insights: dict[str, Any] | None
     gates: dict[str, dict[str, Any]]
     unreadable: list[str] = field(default_factory=list)
+    partial_gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gates/partial/: subset runs
 
     # convenience views
     @property
@@ -269,8 +272,9 @@ def read_benchmarks(results_dir: str | Path, unreadable: list[str]) -> list[dict
     return [newest[k] for k in sorted(newest)]
 
 
-def read_gates(results_dir: str | Path, unreadable: list[str]) -> dict[str, dict[str, Any]]:
-    folder = Path(results_dir) / GATES_DIR
+def read_gates(results_dir: str | Path, unreadable: list[str], sub: str | None = None) -> dict[str, dict[str, Any]]:
+    """gates/<milestone>.json (the verdicts), or with `sub` a folder under gates/ (partial runs)."""
+    folder = Path(results_dir) / GATES_DIR / (sub or "")
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         data = _read(path, unreadable)
@@ -312,7 +316,7 @@ def collect(results_dir: str | Path = "results", run_id: str | None = None) -> R
         coverage=read_coverage(root, unreadable), benchmarks=read_benchmarks(root, unreadable),
         comparisons=comparisons, matrix=matrix if isinstance(matrix, dict) else None,
         insights=insights if isinstance(insights, dict) else None, gates=read_gates(root, unreadable),
-        unreadable=unreadable,
+        unreadable=unreadable, partial_gates=read_gates(root, unreadable, PARTIAL_GATES_DIR),
     )
 
 

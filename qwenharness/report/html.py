@@ -3,8 +3,11 @@
 Registered by the root conftest (`pytest_plugins`). Works with and without pytest-html:
 
 - gate records (always): every test carrying a `milestoneN` marker adds its outcome to
-  `<results>/gates/milestoneN.json` as the session goes (so milestone 5, which runs last, can report
-  milestones 1-4 of the same session), finalised at session end;
+  `<results>/gates/milestoneN.json` as the session goes (status "running"; milestones 4-5 accept that
+  only from their own session), finalised at session end; a subset run (-k, deselection, named files
+  or node ids) writes `<results>/gates/partial/milestoneN.json` instead, never the verdict;
+- at session end, after the gates are final: the final report and tracker, written once from one read
+  of the stored results, which the HTML results section shows too;
 - with pytest-html installed: when no `--html` is given, the report goes to `reports/<name>.html`
   (self-contained), where <name> is the `-m` expression or "full-suite". Change it with the ini option
   `qwenharness_html` or the environment variable QWENHARNESS_HTML (a path, `{name}` is replaced;
@@ -33,6 +36,7 @@ HTML_ENV = "QWENHARNESS_HTML"
 HTML_INI = "qwenharness_html"
 DEFAULT_HTML = "reports/{name}.html"
 GATE_PLUGIN = "qwenharness-gates"
+PARTIAL_DIR = "partial"
 
 CSS = """
 .qh-results { font-family: Helvetica, Arial, sans-serif; margin: 1em 0; }
@@ -80,12 +84,12 @@ def render_results_fragment(s: ResultsSnapshot) -> str:
                 "the newest result per configuration over runs " + html.escape(", ".join(s.runs) or "none") + ".")
              + "</p>"]
     sections: list[tuple[str, list[Table | None], str]] = [
+        ("Milestone gates", [gates_table(s)], EMPTY["gates"]),  # first: whether the figures below are gated
         ("Model performance", [metric_table(s)], EMPTY["metrics"]),
         ("Published reference numbers", [published_table(s)], EMPTY["published"]),
         ("Model coverage", [coverage_table(s)], EMPTY["coverage"]),
         ("Benchmarks", [benchmark_table(s)], EMPTY["benchmarks"]),
         ("Scaling comparison", [*comparison_tables(s), matrix_table(s)], EMPTY["comparisons"]),
-        ("Milestone gates", [gates_table(s)], EMPTY["gates"]),
     ]
     for title, tables, empty in sections:
         parts.append(f"<h2>{html.escape(title)}</h2>")
@@ -127,6 +131,18 @@ class GateRecorder:
         self.started_at = _now()
         self.outcomes: dict[str, dict[str, str]] = {}  # milestone -> nodeid -> outcome
         self.failures: dict[str, list[str]] = {}
+        self.collected: dict[str, int] = {}  # milestone -> tests collected (after deselection)
+        self.partial: dict[str, list[str]] = {}  # milestone -> why this session runs only part of it
+        self.coverage: dict[str, Any] = {}  # models, presets, datasets, backends the session ran on
+
+    def mark_partial(self, milestone: str, why: str) -> None:
+        reasons = self.partial.setdefault(milestone, [])
+        if why not in reasons:
+            reasons.append(why)
+
+    def path(self, milestone: str) -> Path:
+        """gates/<m>.json holds a milestone's verdict; a subset run writes gates/partial/<m>.json instead."""
+        return (self.dir / PARTIAL_DIR if milestone in self.partial else self.dir) / f"{milestone}.json"
 
     @staticmethod
     def outcome(report: pytest.TestReport) -> str | None:
@@ -160,9 +176,15 @@ class GateRecorder:
             status = "passed" if final else "running"
         else:
             status = "skipped"
+        not_run = max(0, self.collected.get(milestone, 0) - len(seen))
+        if final and status == "passed" and not_run:
+            status = "incomplete"  # -x, --maxfail or a crash: some collected tests never reported
         if final and exitstatus == pytest.ExitCode.INTERRUPTED:
             status = "interrupted"
         return {"milestone": milestone, "status": status, "counts": counts, "tests": len(seen),
+                "collected": self.collected.get(milestone, len(seen)), "not_run": not_run,
+                "scope": "partial" if milestone in self.partial else "full",
+                "partial_because": self.partial.get(milestone, []), "coverage": self.coverage,
                 "failures": sorted(set(self.failures.get(milestone, []))), "command": self.command,
                 "session": self.session, "started_at": self.started_at,
                 "updated_at": _now(), "finished_at": _now() if final else None}
@@ -170,7 +192,7 @@ class GateRecorder:
     def write(self, milestone: str, final: bool, exitstatus: int | None = None) -> None:
         from ..results import atomic_write_json
 
-        atomic_write_json(self.dir / f"{milestone}.json", self.record(milestone, final, exitstatus))
+        atomic_write_json(self.path(milestone), self.record(milestone, final, exitstatus))
 
     def finish(self, exitstatus: int) -> None:
         for m in self.outcomes:
@@ -224,18 +246,89 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.self_contained_html = True
 
 
+def milestone_files(config: pytest.Config) -> dict[str, set[Path]]:
+    """The test files under the ini testpaths that carry each milestone's marker (read, not imported)."""
+    root = Path(config.rootpath)
+    out: dict[str, set[Path]] = {}
+    for tp in config.getini("testpaths") or ["."]:
+        for f in sorted((root / tp).rglob("test_*.py")):
+            try:
+                text = f.read_text(encoding="utf-8", errors="ignore")
+            except OSError:
+                continue
+            for m in MILESTONES:
+                if f"mark.{m}" in text:
+                    out.setdefault(m, set()).add(f.resolve())
+    return out
+
+
 class GatePlugin:
-    """Registered per session (not on xdist workers, whose reports reach the controller anyway)."""
+    """Registered per session (not on xdist workers, whose reports reach the controller anyway).
+
+    Records each milestone's outcomes (a subset run, with -k, deselection or named files or node ids,
+    goes to gates/partial/ and never replaces the milestone's verdict), then at session end, after
+    every gate file holds its final status, renders the final report, the tracker and the HTML
+    results section from one read of the stored results (`self.snapshot`)."""
 
     def __init__(self, config: pytest.Config):
+        from ..verify import GATE_SESSION_ENV
+
         command = "pytest " + " ".join(str(a) for a in config.invocation_params.args)
+        self.config = config
         self.recorder = GateRecorder(_results_dir(config), command.strip())
+        self.snapshot: ResultsSnapshot | None = None
+        os.environ[GATE_SESSION_ENV] = self.recorder.session  # milestones 4-5 accept this session's "running"
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            for m in (k for k in MILESTONES if k in item.keywords):
+                self.recorder.mark_partial(m, "tests deselected (-k, -m or --lf)")
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        files: dict[str, set[Path]] = {}
+        for item in session.items:
+            for m in (k for k in MILESTONES if k in item.keywords):
+                self.recorder.collected[m] = self.recorder.collected.get(m, 0) + 1
+                files.setdefault(m, set()).add(Path(str(item.path)).resolve())
+        expected = milestone_files(self.config)
+        node_ids = any("::" in str(a) for a in self.config.args)
+        for m, got in files.items():
+            left_out = expected.get(m, set()) - got
+            if left_out:
+                self.recorder.mark_partial(m, "test files not run: " + ", ".join(sorted(p.name for p in left_out)))
+            if node_ids:
+                self.recorder.mark_partial(m, "node ids named on the command line")
+        options = getattr(self.config, "_harness_options", None)
+        if options is not None:
+            self.recorder.coverage = {k: list(getattr(options, k, []) or []) for k in
+                                      ("models", "presets", "datasets", "backends")}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.recorder.add(report)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.recorder.finish(int(exitstatus))
+        if not self.recorder.outcomes:
+            return  # no milestone ran: the stored reports stay as they are
+        try:
+            self.snapshot = final_snapshot(self.recorder.dir.parent)
+            if self.snapshot.evaluations or self.snapshot.gates:
+                from .markdown import write_reports
+
+                write_reports(self.recorder.dir.parent, tracker=True, snapshot=self.snapshot)
+        except Exception as exc:  # noqa: BLE001 - the session's own outcome must not be hidden
+            session.config.get_terminal_writer().line(f"qwenharness: the reports could not be written: "
+                                                      f"{type(exc).__name__}: {exc}", red=True)
+
+
+def final_snapshot(results_dir: Path) -> ResultsSnapshot:
+    """The one read of the results the session's reports come from: comparisons whose cited files
+    changed since they were computed (a benchmark ran after the analysis) are recomputed first."""
+    from ..scaling import refresh_if_stale
+
+    refresh_if_stale(results_dir)
+    return collect(results_dir)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -247,8 +340,10 @@ def pytest_html_report_title(report: Any) -> None:
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
                                 session: pytest.Session) -> None:
     """Append the stored results (tables and plots) below pytest-html's pass/fail summary."""
+    plugin = session.config.pluginmanager.get_plugin(GATE_PLUGIN)
     try:
-        fragment = render_results_fragment(collect(_results_dir(session.config)))
+        snapshot = getattr(plugin, "snapshot", None) or collect(_results_dir(session.config))
+        fragment = render_results_fragment(snapshot)
     except Exception as exc:  # noqa: BLE001 - the test report must still be written
         fragment = _empty(f"The stored results could not be rendered: {type(exc).__name__}: {exc}")
     postfix.append(fragment)

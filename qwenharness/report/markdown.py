@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from . import published as pub
 from .collect import ResultsSnapshot, bench_figures, collect, dig, weights_kind
-from .tables import (EMPTY, Table, benchmark_table, comparison_tables, coverage_table, gates_table,
+from .tables import (EMPTY, MISSING, Table, benchmark_table, comparison_tables, coverage_table, gates_table,
                      matrix_table, metric_table, num, published_table)
 
 FINAL_REPORT = "LARGE_SCALE_EVALUATION_FINAL_REPORT.md"
@@ -75,8 +75,13 @@ def executive_summary(s: ResultsSnapshot) -> str:
         out.append("- " + EMPTY["metrics"])
     if s.coverage:
         ok = sum(1 for c in s.coverage if c.get("ok"))
+        models = sorted({str(c.get("model")) for c in s.coverage if c.get("model")})
+        presets = sorted({str(c.get("preset")) for c in s.coverage if c.get("preset")})
+        chance = [m for m in models if weights_kind(m) == "random"]
         out.append(f"- **Model coverage:** {ok} of {len(s.coverage)} model x preset x backend configurations loaded, "
-                   "generated and released memory.")
+                   f"generated and released memory; models {', '.join(models) or MISSING}"
+                   + (f" ({', '.join(chance)}: random weights)" if chance else "")
+                   + f", presets {', '.join(presets) or MISSING}.")
     else:
         out.append("- " + EMPTY["coverage"])
     tput = [(b, bench_figures(b)["output_tokens_per_s"]) for b in s.benchmarks]

@@ -247,8 +247,21 @@ def gates_table(s: ResultsSnapshot) -> Table:
             continue
         c = g.get("counts") or {}
         rows.append([m, what, str(g.get("status")), str(c.get("passed", 0)), str(c.get("failed", 0) + c.get("error", 0)),
-                     str(c.get("skipped", 0)), str(g.get("finished_at") or g.get("updated_at") or MISSING),
+                     str(c.get("skipped", 0)), gate_coverage(g), str(g.get("finished_at") or g.get("updated_at") or MISSING),
                      quote(g.get("command")) if g.get("command") else MISSING])
+    notes = [f"Subset run of {m} (gates/partial/{m}.json, not the verdict): {g.get('status')}, "
+             f"{(g.get('counts') or {}).get('passed', 0)} passed, "
+             f"{(g.get('counts') or {}).get('failed', 0) + (g.get('counts') or {}).get('error', 0)} failed; "
+             f"partial because {'; '.join(g.get('partial_because') or ['of its selection'])}."
+             for m, g in sorted(s.partial_gates.items())]
     return Table("gates", "Milestone gates (results/gates/<milestone>.json)",
-                 ["milestone", "checks", "status", "passed", "failed", "skipped", "recorded", "command"], rows)
+                 ["milestone", "checks", "status", "passed", "failed", "skipped", "ran on", "recorded", "command"], rows,
+                 notes)
+
+
+def gate_coverage(g: dict[str, Any]) -> str:
+    """Which models, presets and backends a gate's tests ran on (recorded by the gate plugin)."""
+    cov = g.get("coverage") if isinstance(g.get("coverage"), dict) else {}
+    parts = [f"{k}: {', '.join(map(str, cov[k]))}" for k in ("models", "presets", "backends") if cov.get(k)]
+    return "; ".join(parts) if parts else MISSING
 
