@@ -622,7 +622,7 @@ def engine_header(engine: Any, model: str, preset: str, backend: str, role: str,
 def summary_table(results: list[DatasetResult]) -> Any:
     from rich.table import Table
 
-    table = Table(title="evaluation summary (metric value ± half the 95% interval [interval], n samples scored)")
+    table = Table(title="evaluation summary (metric: value ±half the 95% interval \\[interval] n=values scored)")
     for col in ("model", "preset", "dataset", "samples", "errors", "metrics", "new req", "time"):
         table.add_column(col, justify="right" if col in ("samples", "errors", "new req", "time") else "left")
     for r in results:

@@ -226,12 +226,12 @@ class CachedRunContext:
 
     def _compute(self, side: _Side, kind: str, items: list[tuple[str, Any]]) -> None:
         bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), desc=f"{self.label} {kind}", unit="req", leave=False, file=sys.stderr)
         try:
-            engine = side.engine()
+            engine = side.engine()  # opened first, so the bar's rate and ETA leave the load time out
+            if self.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(items), desc=f"{self.label} {kind}", unit="req", leave=False, file=sys.stderr)
             before = len(items)
             items = self._precheck(side, engine, kind, items)
             if bar is not None and before > len(items):

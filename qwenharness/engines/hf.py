@@ -30,6 +30,11 @@ from .common import (
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
+def _bar(progress: Any, total: int) -> Any:
+    """The caller's bar (a tqdm factory, as vLLM's use_tqdm takes), moved once per batch; None for a bool."""
+    return progress(total=total, desc="batches") if callable(progress) else None
+
+
 class HFEngine:
     name = "hf"
 
@@ -97,11 +102,14 @@ class HFEngine:
         for i, r in enumerate(requests):
             groups[r.sampling].append(i)
         results: list[Generation | None] = [None] * len(requests)
+        bar = _bar(progress, len(requests))
         for sampling, indices in groups.items():
             indices.sort(key=lambda i: len(prompts[i]))
             for chunk in self._chunks(indices, [len(prompts[i]) + sampling.max_tokens for i in indices]):
                 for i, gen in zip(chunk, self._generate_batch([prompts[i] for i in chunk], sampling)):
                     results[i] = gen
+                if bar is not None:
+                    bar.update(len(chunk))
         share = (time.perf_counter() - start) / max(len(requests), 1)
         out = [g for g in results if g is not None]
         for g in out:
@@ -114,9 +122,12 @@ class HFEngine:
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         order = sorted(range(len(requests)), key=lambda i: -len(windows[i][0]))
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        bar = _bar(progress, len(requests))
         for chunk in self._chunks(order, [len(windows[i][0]) for i in order]):
             for i, res in zip(chunk, self._score_batch([windows[i] for i in chunk])):
                 results[i] = res
+            if bar is not None:
+                bar.update(len(chunk))
         return [r for r in results if r is not None]
 
     def info(self) -> EngineInfo:
