@@ -282,7 +282,8 @@ def build_tracker(s: ResultsSnapshot) -> str:
     lines.append("## Newest results\n")
     t = metric_table(s)
     if t:
-        t = Table(t.key, t.title, t.headers[:7], [r[:7] for r in t.rows])
+        keep = [*range(8), t.headers.index("run")]  # model .. n, and the run whose file each row cites
+        t = Table(t.key, t.title, [t.headers[i] for i in keep], [[r[i] for i in keep] for r in t.rows])
     lines.append(md_table(t) if t else EMPTY["metrics"] + "\n")
     lines.append("## Open items\n")
     items = [f"- {m}: {g.get('status')} ({len(g.get('failures') or [])} failing check(s))"

@@ -201,11 +201,28 @@ def comparison_tables(s: ResultsSnapshot) -> list[Table]:
         acc = dig(c, "presets", str(head), "accuracy") or {}
         if acc:
             arows = [[ds, str(x.get("metric")), num(dig(x, "a", "value", "value")), num(dig(x, "b", "value", "value")),
-                      num(dig(x, "delta", "value"), "+.3f"), num(dig(x, "se", "value")), yes_no(x.get("significant"))]
+                      num(dig(x, "delta", "value"), "+.3f"), num(dig(x, "se", "value")), paired_words(x.get("paired")),
+                      yes_no(x.get("significant"))]
                      for ds, x in sorted(acc.items())]
             out.append(Table(f"accuracy_{a}_{b}", f"{b} - {a}: accuracy deltas (preset {head})",
-                             ["dataset", "metric", a, b, "delta", "s.e.", "significant (|delta| > 1.96 s.e.)"], arows))
+                             ["dataset", "metric", a, b, "delta", "s.e. (unpaired)", "paired test on shared documents",
+                              "significant"], arows,
+                             ["Significance comes from the paired test (exact McNemar for 0/1 scores) on the documents "
+                              "both models scored; below 10 shared documents it is 'not enough samples', never "
+                              "significant."]))
     return out
+
+
+def paired_words(p: Any) -> str:
+    """A stored paired test in words: verdict, test, shared documents and p-value."""
+    if not isinstance(p, dict):
+        return "no per-sample records: not tested"
+    bits = [str(p.get("verdict")), f"n = {p.get('n_shared')} shared"]
+    if p.get("test"):
+        bits.append(str(p["test"]))
+    if isinstance(p.get("p_value"), (int, float)):
+        bits.append(f"p = {p['p_value']:.3g}")
+    return ", ".join(bits)
 
 
 def matrix_table(s: ResultsSnapshot) -> Table | None:

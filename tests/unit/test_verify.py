@@ -181,8 +181,8 @@ def test_running_gate_is_accepted_only_from_the_same_session(results: Path) -> N
 
 
 # -- the gates themselves: milestones 4 and 5 in a pytest subprocess -----------------------------------------------
-def run_gates(results: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QWENHARNESS_HTML": "none", "PYTHONDONTWRITEBYTECODE": "1"}
+def run_gates(results: Path, html: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QWENHARNESS_HTML": str(html) if html else "none", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("QWENHARNESS_GATE_SESSION", None)
     cmd = [sys.executable, "-m", "pytest", "tests/scaling/test_scaling_analysis.py", "tests/reports/test_reports.py",
            "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-rfE", "--no-header",
@@ -200,15 +200,21 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_results(tmp_path_factory.mktemp("pristine") / "results")
 
 
-@pytest.mark.slow
-def test_gates_pass_on_untouched_results(pristine: Path, tmp_path: Path) -> None:
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def gated(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The untouched results after one milestone-4 + milestone-5 session (with its pytest-html report)."""
+    results = tmp_path_factory.mktemp("gated") / "results"
     shutil.copytree(pristine, results)
-    proc = run_gates(results)
+    html = results.parent / "gates.html"
+    proc = run_gates(results, html)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return results, html
+
+
+@pytest.mark.slow
+def test_gates_pass_on_untouched_results(gated: tuple[Path, Path]) -> None:
+    results, _ = gated
     assert _gate_status(results, "milestone4") == "passed" and _gate_status(results, "milestone5") == "passed"
-    report = (results / "LARGE_SCALE_EVALUATION_FINAL_REPORT.md").read_text()
-    assert "running" not in report.split("## Framework validation")[1].split("## ")[0]
 
 
 @pytest.mark.slow
@@ -225,3 +231,133 @@ def test_milestones_4_and_5_fail_on_each_forgery_naming_the_file(pristine: Path,
     assert "stored results failed verification" in out and named in out, out[-4000:]
     # both modules' verification fixtures named it (milestone 4's and milestone 5's)
     assert out.count("stored results failed verification") >= 2, out[-4000:]
+
+
+# -- one snapshot per report --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_no_milestone_is_shown_running_after_the_session(gated: tuple[Path, Path]) -> None:
+    results, html = gated
+    for g in sorted((results / "gates").glob("*.json")):
+        data = json.loads(g.read_text())
+        assert data["status"] != "running" and data["finished_at"], g
+    for name in ("LARGE_SCALE_EVALUATION_FINAL_REPORT.md", "PROJECT_TRACKER.md"):
+        text = (results / name).read_text()
+        assert "| running |" not in text, name
+        assert "| milestone4 | scaling analysis | passed |" in text and "| milestone5 |" in text, name
+    page = html.read_text()
+    assert "qh-gates" in page and "running" not in _html_cells(page, "qh-gates")
+
+
+def _md_rows(text: str, title: str) -> list[list[str]]:
+    """The rows of the Markdown table under the bold caption `title`."""
+    block = text.split(f"**{title}", 1)[1].split("\n\n", 2)[1]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("|") and not line.startswith("|---")][1:]
+
+
+def _html_cells(page: str, table_id: str) -> str:
+    import html as html_lib
+
+    page = html_lib.unescape(html_lib.unescape(page))  # pytest-html embeds the summary escaped
+    start = page.index(f'id="{table_id}"')
+    return page[start:page.index("</table>", start)]
+
+
+def _html_rows(page: str, table_id: str) -> list[list[str]]:
+    import re
+
+    body = _html_cells(page, table_id).split("<tbody>", 1)[1]
+    return [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def _check_metric_rows(rows: list[list[str]], results: Path, where: str) -> int:
+    from qwenharness.report.tables import num
+
+    for row in rows:
+        model, _, preset, dataset, metric, value, se, n = row[:8]
+        run = row[12] if len(row) > 12 else row[8]  # the tracker keeps model .. n and the run
+        stored = json.loads((results / "evaluations" / run / model / preset / f"{dataset}.json").read_text())
+        m = stored["metrics"][metric]
+        assert (value, se, n) == (num(m["value"]), num(m["stderr"]), str(m["n"])), (where, row)
+    return len(rows)
+
+
+@pytest.mark.slow
+def test_every_number_in_the_reports_equals_the_stored_value_it_cites(gated: tuple[Path, Path]) -> None:
+    from qwenharness import scaling
+    from qwenharness.report.tables import num
+
+    results, html = gated
+    report = (results / "LARGE_SCALE_EVALUATION_FINAL_REPORT.md").read_text()
+    tracker = (results / "PROJECT_TRACKER.md").read_text()
+    title = "Metrics per model x preset x dataset"
+    assert _check_metric_rows(_md_rows(report, title), results, "final report") == len(MODELS)
+    assert _check_metric_rows(_md_rows(tracker, title), results, "tracker") == len(MODELS)
+    assert _check_metric_rows(_html_rows(html.read_text(), "qh-metrics"), results, "html") == len(MODELS)
+    index = json.loads((results / "benchmarks" / "latest.json").read_text())["entries"]
+    for row in _md_rows(report, "Benchmarks"):
+        stored = json.loads((results / "benchmarks" / index[f"{row[0]}/{row[1]}/{row[2]}"]["path"]).read_text())
+        assert row[4] == num(stored["throughput"]["random"]["output_tokens_per_s"], ".1f"), row
+    comparison = json.loads((results / "comparisons" / "tiny_vs_tiny-2x_comparison.json").read_text())
+    for row in _md_rows(report, "tiny-2x / tiny: ratios per preset"):
+        ratios = comparison["presets"][row[0]]["ratios"]
+        keys = ("parameter_ratio", "throughput_ratio", "cost_per_token_ratio", "latency_ratio_batch_1",
+                "weight_memory_ratio", "peak_memory_ratio")
+        assert row[1:7] == [num((ratios.get(k) or {}).get("value")) for k in keys], row
+    for row in _md_rows(report, "tiny-2x - tiny: accuracy deltas"):
+        x = comparison["presets"]["balanced"]["accuracy"][row[0]]
+        assert row[4] == num(x["delta"]["value"], "+.3f") and str(x["paired"]["n_shared"]) in row[6], row
+    assert scaling.stale_citations(results) == []  # every figure of the comparison files still holds
+
+
+@pytest.mark.slow
+def test_a_benchmark_rerun_after_the_analysis_is_caught_and_recomputed(gated: tuple[Path, Path], tmp_path: Path) -> None:
+    from qwenharness import scaling
+
+    results = tmp_path / "results"
+    shutil.copytree(gated[0], results)
+    bench = results / "benchmarks" / "b1" / "tiny" / "balanced" / "vllm.json"
+    data = json.loads(bench.read_text())
+    data["throughput"]["random"]["output_tokens_per_s"] = 1234.5
+    bench.write_text(json.dumps(data))
+    stale = scaling.stale_citations(results)
+    assert stale and all("benchmarks/b1/tiny/balanced/vllm.json" in s for s in stale), stale
+    assert scaling.refresh_if_stale(results) is True
+    assert scaling.stale_citations(results) == []
+    matrix = json.loads((results / "comparisons" / "performance_matrix.json").read_text())
+    row = next(r for r in matrix["rows"] if r["model"] == "tiny")
+    assert row["throughput"]["random"]["output_tokens_per_s"] == 1234.5
+
+
+@pytest.mark.slow
+def test_compare_twice_on_unchanged_results_gives_identical_output(gated: tuple[Path, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from qwenharness.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(gated[0], results)
+    outputs = []
+    for _ in range(2):
+        assert main(["compare", "--models", ",".join(MODELS), "--results-dir", str(results), "--detailed-metrics"]) == 0
+        files = {p.name: p.read_bytes() for p in sorted((results / "comparisons").glob("*.json"))}
+        outputs.append((capsys.readouterr().out, files))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1] and len(outputs[0][1]) == 3
+
+
+def test_a_subset_run_records_a_partial_gate_never_the_verdict(pristine: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    env = {**os.environ, "QWENHARNESS_HTML": "none", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("QWENHARNESS_GATE_SESSION", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/validation/test_environment.py", "-k", "versions_are_recorded",
+                           "-p", "no:cacheprovider", "-q", "--results-dir", str(results)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    partial = json.loads((results / "gates" / "partial" / "milestone1.json").read_text())
+    assert partial["scope"] == "partial" and partial["status"] == "passed", partial
+    assert any("deselected" in w for w in partial["partial_because"])
+    assert any("test_datasets.py" in w for w in partial["partial_because"])  # other milestone-1 files not run
+    verdict = json.loads((results / "gates" / "milestone1.json").read_text())
+    assert verdict["session"] == "earlier" and verdict["status"] == "passed"  # the verdict file is untouched
