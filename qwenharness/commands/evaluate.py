@@ -53,9 +53,11 @@ Old spellings still accepted: --preset (--presets), --num-samples (--samples-per
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results",
                        epilog=LM_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=name_list, help="comma-separated models (default: tiny on CPU, qwen3_8b on GPU)")
-    p.add_argument("--presets", dest="preset", type=name_list, help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
-    p.add_argument("--datasets", type=name_list, help="comma-separated datasets, or 'all' (default: all)")
+    p.add_argument("--models", metavar="M,...", type=name_list,
+                   help="comma-separated models or aliases (default: tiny on CPU, qwen3_8b on GPU; see qwenharness models)")
+    p.add_argument("--presets", metavar="P,...", dest="preset", type=name_list,
+                   help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
+    p.add_argument("--datasets", metavar="D,...", type=name_list, help="comma-separated datasets, or 'all' (default: all)")
     p.add_argument("--sample-limit", metavar="N|NAME=N,...", type=sample_limit_text,
                    help="samples per dataset (a reproducible seeded subset): N, or per dataset "
                    "name=N,...,default=N (datasets not named get default, else all)")
@@ -65,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
     p.add_argument("--backend", choices=("vllm", "hf"), help="inference engine (default: vllm)")
     add_data_dir(p)
-    p.add_argument("--samples-per-problem", dest="num_samples", type=positive_int,
+    p.add_argument("--samples-per-problem", metavar="N", dest="num_samples", type=positive_int,
                    help="generations per problem, for pass@k (default: 1)")
     p.add_argument("--n-shot", type=non_negative_int, help="few-shot examples (default: each task's convention)")
     p.add_argument("--thinking", action="store_true", default=None, help="Qwen3 thinking mode on (default: off)")

@@ -362,3 +362,72 @@ def test_console_is_quiet_and_the_bar_moves(pty_session: tuple[int, str, Path]) 
     log = (out / "evaluations" / "pty" / "run.log").read_text()
     assert "with config:" in log  # the engine-config dump is in the run's log file only
     assert "evaluation summary" in log
+
+
+def test_hf_engine_moves_the_bar_per_batch() -> None:
+    """The transformers engine reports each finished batch (max_num_seqs requests at most)."""
+    from qwenharness.console import forwarding_bar
+    from qwenharness.engines import GenerationRequest, LoglikelihoodRequest, SamplingParams, open_engine
+    from qwenharness.presets import get_model_config
+
+    class Outer:
+        def __init__(self) -> None:
+            self.n = 0
+            self.steps: list[int] = []
+
+        def update(self, k: int) -> None:
+            self.n += k
+            self.steps.append(self.n)
+
+    config = get_model_config("tiny", "balanced", None)
+    engine = open_engine(config, "hf")
+    try:
+        outer = Outer()
+        reqs = [GenerationRequest(prompt=f"p {i}", sampling=SamplingParams(max_tokens=1))
+                for i in range(config.max_num_seqs + 3)]
+        engine.generate(reqs, progress=forwarding_bar(outer))
+        assert len(outer.steps) >= 2 and outer.steps[-1] == len(reqs), outer.steps
+        outer2 = Outer()
+        lls = [LoglikelihoodRequest(f"c {i}", " x") for i in range(config.max_num_seqs + 3)]
+        engine.loglikelihood(lls, progress=forwarding_bar(outer2))
+        assert len(outer2.steps) >= 2 and outer2.steps[-1] == len(lls), outer2.steps
+    finally:
+        engine.close()
+
+
+# -- README's command-line section and --help ---------------------------------------------------------
+
+def test_readme_cli_section_matches_help() -> None:
+    """Every command and option README's CLI block shows is a visible option of that command's --help
+    (no hidden alias, no removed option), and every command is shown."""
+    from qwenharness.cli import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The command line"):readme.index("## pytest options")]
+    block = section[section.index("```bash"):section.index("```", section.index("```bash") + 3)]
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    shown: set[str] = set()
+    command = None
+    for line in block.splitlines():
+        words = line.split("#")[0].split()
+        if words[:1] == ["qwenharness"] and len(words) > 1 and not words[1].startswith("-"):
+            command = words[1]
+            shown.add(command)
+        if command is None or not words:
+            continue
+        sub = subs.choices[command]
+        visible = {o for a in sub._actions if a.help != argparse.SUPPRESS for o in a.option_strings}
+        for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words)):
+            assert option in visible, f"README shows `{command} {option}`, which `{command} --help` does not list"
+    assert set(COMMANDS) <= shown, set(COMMANDS) - shown
+    assert "qwenharness --version" in block
+    for alias in ("--tasks", "--limit", "--num-fewshot", "--output-path", "--apply-chat-template", "--log-samples"):
+        assert alias in section  # the lm-eval spellings are said, as in evaluate --help
+        assert alias in subs.choices["evaluate"].format_help()
+
+
+def test_lm_eval_flags_without_a_value_are_accepted() -> None:
+    args = _evaluate_args("--apply-chat-template", "--log-samples")
+    assert args.chat is True and args.log_samples is True
+    assert _evaluate_args().chat is None
