@@ -95,6 +95,10 @@ def render_results_fragment(s: ResultsSnapshot) -> str:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         present = [t for t in tables if t is not None]
         parts += [html_table(t) for t in present] if present else [_empty(empty)]
+        skips = collapsed_skips(s) if title == "Milestone gates" else []
+        if skips:
+            parts.append("<h3>Skipped tests (one line per reason)</h3><ul>" + "".join(
+                f"<li>{html.escape(m)}: {n} test(s): {cell(r)}</li>" for m, r, n in skips) + "</ul>")
     ins = [i for i in (s.insights or {}).get("insights") or [] if isinstance(i, dict) and i.get("text")]
     if ins:
         parts.append("<h3>Scaling insights</h3><ul>" + "".join(f"<li>{cell(i['text'])}</li>" for i in ins) + "</ul>")
@@ -134,6 +138,7 @@ class GateRecorder:
         self.collected: dict[str, int] = {}  # milestone -> tests collected (after deselection)
         self.partial: dict[str, list[str]] = {}  # milestone -> why this session runs only part of it
         self.coverage: dict[str, Any] = {}  # models, presets, datasets, backends the session ran on
+        self.skips: dict[str, dict[str, int]] = {}  # milestone -> skip reason -> tests
 
     def mark_partial(self, milestone: str, why: str) -> None:
         reasons = self.partial.setdefault(milestone, [])
@@ -163,6 +168,9 @@ class GateRecorder:
             if seen.get(report.nodeid) in ("failed", "error"):
                 continue  # a failed call stays failed whatever teardown says
             seen[report.nodeid] = result
+            if result == "skipped":
+                reason = skip_reason(report)
+                self.skips.setdefault(m, {})[reason] = self.skips.get(m, {}).get(reason, 0) + 1
             if result in ("failed", "error"):
                 self.failures.setdefault(m, []).append(report.nodeid)
             self.write(m, final=False)
@@ -185,6 +193,7 @@ class GateRecorder:
                 "collected": self.collected.get(milestone, len(seen)), "not_run": not_run,
                 "scope": "partial" if milestone in self.partial else "full",
                 "partial_because": self.partial.get(milestone, []), "coverage": self.coverage,
+                "skip_reasons": self.skips.get(milestone, {}),
                 "failures": sorted(set(self.failures.get(milestone, []))), "command": self.command,
                 "session": self.session, "started_at": self.started_at,
                 "updated_at": _now(), "finished_at": _now() if final else None}
@@ -197,6 +206,19 @@ class GateRecorder:
     def finish(self, exitstatus: int) -> None:
         for m in self.outcomes:
             self.write(m, final=True, exitstatus=exitstatus)
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """A skip's reason, without pytest's 'Skipped: ' prefix and the (file, line) tuple around it."""
+    lr = getattr(report, "longrepr", None)
+    text = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else (getattr(report, "wasxfail", "") or lr or "no reason given")
+    return str(text).removeprefix("Skipped: ").strip()
+
+
+def collapsed_skips(s: ResultsSnapshot) -> list[tuple[str, str, int]]:
+    """(milestone, reason, tests) for the skips the gate files recorded: one line per reason."""
+    return [(m, reason, n) for m, g in sorted(s.gates.items())
+            for reason, n in sorted((g.get("skip_reasons") or {}).items(), key=lambda x: (-x[1], x[0]))]
 
 
 def _results_dir(config: pytest.Config) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import published as pub
 from .collect import ResultsSnapshot, bench_figures, collect, dig, weights_kind
 from .tables import (EMPTY, MISSING, Table, benchmark_table, comparison_tables, coverage_table, gates_table,
-                     matrix_table, metric_table, num, published_table)
+                     matrix_table, metric_table, not_scored_reason, num, published_table)
 
 FINAL_REPORT = "LARGE_SCALE_EVALUATION_FINAL_REPORT.md"
 TRACKER = "PROJECT_TRACKER.md"
@@ -62,7 +62,8 @@ def executive_summary(s: ResultsSnapshot) -> str:
         for d in s.datasets:
             cands = [(e, e.primary_metric()) for e in s.evaluations if e.dataset == d
                      and weights_kind(e.model) != "random" and e.load_format != "dummy"]
-            cands = [(e, m) for e, m in cands if m is not None and m.value is not None]
+            cands = [(e, m) for e, m in cands if m is not None and m.value is not None and not not_scored_reason(
+                e.dataset, {"metrics": {k: {"value": v.value} for k, v in e.metrics.items()}})]
             if cands:
                 top = max(m.value for _, m in cands)
                 leaders = [(e, m) for e, m in cands if m.value == top]

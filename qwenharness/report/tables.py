@@ -74,6 +74,26 @@ def _chance_level(e: Any) -> bool:
     return weights_kind(e.model) == "random" or e.load_format == "dummy"
 
 
+def not_scored_reason(dataset: str, aggregate: dict[str, Any]) -> str | None:
+    """Why a stored aggregate has no usable headline metric, or None when it is scored: the headline
+    metric has no value, or (MT-Bench) the judge's verdicts were unparseable more often than
+    gates.toml's [evaluation] max_judge_parse_failure_rate allows."""
+    from ..gates import load_gates
+    from ..scaling import task_primary_metric
+
+    metrics = aggregate.get("metrics") if isinstance(aggregate.get("metrics"), dict) else {}
+    headline = task_primary_metric(dataset)
+    rate = (metrics.get("judge_parse_failure_rate") or {}).get("value")
+    if isinstance(rate, (int, float)):
+        limit = load_gates().max_judge_parse_failure_rate
+        if rate > limit:
+            return (f"the judge's verdicts were unparseable for {rate:.0%} of judgments, above the "
+                    f"{limit:.0%} limit of gates.toml [evaluation] max_judge_parse_failure_rate")
+    if headline and (metrics.get(headline) or {}).get("value") is None:
+        return f"its headline metric {headline} has no value"
+    return None
+
+
 def metric_table(s: ResultsSnapshot) -> Table | None:
     """Every stored aggregate: headline metric with its standard error; other metrics after it."""
     if not s.evaluations:
@@ -87,7 +107,9 @@ def metric_table(s: ResultsSnapshot) -> Table | None:
         if e.isolation:  # generated code: how it was isolated ("none": run with --allow-unisolated)
             others += f"; code isolation: {e.isolation}" + (" (UNISOLATED)" if e.isolation == "none" else "")
         weights = "random: chance-level" if _chance_level(e) else weights_kind(e.model)
-        rows.append([e.model, weights, e.preset, e.dataset, name or MISSING, num(m.value if m else None),
+        unscored = not_scored_reason(e.dataset, {"metrics": {k: {"value": v.value} for k, v in e.metrics.items()}})
+        value = f"not scored ({unscored})" if unscored else num(m.value if m else None)
+        rows.append([e.model, weights, e.preset, e.dataset, name or MISSING, value,
                      num(m.stderr if m else None), str(m.n) if m and m.n is not None else MISSING,
                      f"{e.n_errors} of {e.n_samples}" if e.n_samples is not None else MISSING,
                      str(e.n_shot) if e.n_shot is not None else MISSING, yes_no(e.chat),

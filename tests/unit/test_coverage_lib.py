@@ -108,6 +108,14 @@ def test_gates_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = load_gates()
     assert g.gpu_min_output_tokens_per_s == 100 and g.error_budget == 0.05
     assert g.min_output_tokens_per_s("cpu") == g.cpu_min_output_tokens_per_s > 0
+    # per-card GPU floors, each with the measured figures it comes from (docs/benchmarks.md)
+    for card in ("NVIDIA H100 80GB HBM3", "NVIDIA H200"):
+        floor = g.card_floor(card)
+        assert floor is not None and "docs/benchmarks.md" in floor.derivation
+        assert g.min_output_tokens_per_s("cuda", card) == floor.min_output_tokens_per_s > g.gpu_min_output_tokens_per_s
+        assert floor.match in g.floor_source("cuda", card)
+    assert g.min_output_tokens_per_s("cuda", "NVIDIA A10") == g.gpu_min_output_tokens_per_s  # no measured figures
+    assert 0 < g.max_judge_parse_failure_rate <= 1
     bad = tmp_path / "gates.toml"
     bad.write_text("[throughput]\ngpu_min_output_tokens_per_s = 1\n")
     monkeypatch.setenv("QWENHARNESS_GATES", str(bad))

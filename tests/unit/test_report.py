@@ -273,6 +273,10 @@ def test_gate_recorder_counts_outcomes(tmp_path: Path) -> None:
     rec = GateRecorder(tmp_path, "pytest")
     rec.add(Rep("a", "call", "passed", ("milestone1",)))
     rec.add(Rep("b", "setup", "skipped", ("milestone1",)))
+    for node in ("b2", "b3"):  # the same reason twice: one line with a count
+        skip = Rep(node, "setup", "skipped", ("milestone1",))
+        skip.longrepr = ("f.py", 1, "Skipped: no GPU")
+        rec.add(skip)
     rec.add(Rep("c", "call", "failed", ("milestone2",)))
     rec.add(Rep("c", "teardown", "passed", ("milestone2",)))
     rec.add(Rep("d", "call", "passed", ()))
@@ -281,7 +285,8 @@ def test_gate_recorder_counts_outcomes(tmp_path: Path) -> None:
     rec.finish(1)
     m1 = json.loads((tmp_path / "gates" / "milestone1.json").read_text())
     m2 = json.loads((tmp_path / "gates" / "milestone2.json").read_text())
-    assert (m1["status"], m1["counts"]["skipped"]) == ("passed", 1)
+    assert (m1["status"], m1["counts"]["skipped"]) == ("passed", 3)
+    assert m1["skip_reasons"] == {"no reason given": 1, "no GPU": 2}
     assert (m2["status"], m2["failures"]) == ("failed", ["c"])
     assert not (tmp_path / "gates" / "milestone3.json").exists()
 

@@ -361,3 +361,18 @@ def test_a_subset_run_records_a_partial_gate_never_the_verdict(pristine: Path, t
     assert any("test_datasets.py" in w for w in partial["partial_because"])  # other milestone-1 files not run
     verdict = json.loads((results / "gates" / "milestone1.json").read_text())
     assert verdict["session"] == "earlier" and verdict["status"] == "passed"  # the verdict file is untouched
+
+
+# -- gates that cannot pass vacuously -------------------------------------------------------------------------
+def test_a_judge_that_cannot_be_parsed_leaves_mt_bench_not_scored() -> None:
+    from qwenharness.gates import load_gates
+    from qwenharness.report.tables import not_scored_reason
+
+    limit = load_gates().max_judge_parse_failure_rate
+    failed = {"metrics": {"score": {"value": None}, "judge_parse_failure_rate": {"value": 1.0}}}
+    assert "unparseable for 100%" in not_scored_reason("mt_bench", failed)
+    mostly = {"metrics": {"score": {"value": 6.0}, "judge_parse_failure_rate": {"value": min(1.0, limit + 0.1)}}}
+    assert "max_judge_parse_failure_rate" in not_scored_reason("mt_bench", mostly)
+    fine = {"metrics": {"score": {"value": 6.0}, "judge_parse_failure_rate": {"value": limit / 2}}}
+    assert not_scored_reason("mt_bench", fine) is None
+    assert "headline metric acc has no value" in not_scored_reason("arc_easy", {"metrics": {"acc": {"value": None}}})
