@@ -205,10 +205,45 @@ def recommendations(s: ResultsSnapshot) -> str:
     return "\n".join(out) + "\n"
 
 
+def command_of(argv: Any) -> str | None:
+    """A recorded argv as a shell command: the interpreter's entry points become `python -m ...`."""
+    import shlex
+
+    if not isinstance(argv, list) or not argv:
+        return None
+    head, rest = str(argv[0]), [str(a) for a in argv[1:]]
+    for module in ("pytest", "qwenharness"):
+        if head.endswith((f"{module}/__main__.py", f"/{module}")) or head == module:
+            return shlex.join([module if module == "qwenharness" else "python", *([] if module == "qwenharness" else
+                                                                                  ["-m", "pytest"]), *rest])
+    return shlex.join([head, *rest])
+
+
+def invocation_lines(run: str, manifest: dict[str, Any]) -> list[str]:
+    """Every invocation that wrote into a run, once per distinct command, with what it wrote."""
+    by_cmd: dict[str, list[str]] = {}
+    for inv in manifest.get("invocations") or []:
+        cmd = command_of(inv.get("command_line")) if isinstance(inv, dict) else None
+        if cmd:
+            wrote = [str(w.get("evaluation")) for w in inv.get("wrote") or [] if isinstance(w, dict)]
+            by_cmd.setdefault(cmd, []).extend(wrote)
+    lines = []
+    for cmd, wrote in by_cmd.items():
+        done = sorted(set(wrote))
+        lines.append(f"# run {run}: " + (f"wrote {len(done)} evaluation(s): {', '.join(done)}" if done
+                                         else "wrote nothing new (reused or waited)"))
+        lines.append(cmd)
+    return lines
+
+
 def _reproduce(s: ResultsSnapshot) -> list[str]:
     cmds = []
     for run, m in sorted(s.manifests.items()):
         st = m.get("settings") or {}
+        recorded = invocation_lines(run, m)
+        if recorded:  # the manifest accumulates every invocation: those are what reproduces the run
+            cmds += recorded
+            continue
         if st.get("models") and st.get("datasets"):
             cmd = (f"qwenharness evaluate --models {','.join(st['models'])} --preset {','.join(st.get('presets') or [])} "
                    f"--datasets {','.join(st['datasets'])} --backend {st.get('backend')} "
@@ -238,6 +273,8 @@ def appendix(s: ResultsSnapshot) -> str:
             parts.append(f"### Run `{run}`\n")
             trimmed = {k: m[k] for k in MANIFEST_KEYS if k in m}
             trimmed["resolved_configs"] = sorted((m.get("resolved_configs") or {}).keys())
+            trimmed.pop("settings", None) if m.get("invocations") else None  # the last call's only: see Reproduce
+            trimmed["invocations"] = len(m.get("invocations") or [])
             parts.append("```json\n" + json.dumps(trimmed, indent=2, default=str) + "\n```\n")
     else:
         parts.append("No run manifest is stored (manifests are written by `qwenharness evaluate` and the milestone-3 "

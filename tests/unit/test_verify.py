@@ -376,3 +376,25 @@ def test_a_judge_that_cannot_be_parsed_leaves_mt_bench_not_scored() -> None:
     fine = {"metrics": {"score": {"value": 6.0}, "judge_parse_failure_rate": {"value": limit / 2}}}
     assert not_scored_reason("mt_bench", fine) is None
     assert "headline metric acc has no value" in not_scored_reason("arc_easy", {"metrics": {"acc": {"value": None}}})
+
+
+# -- the manifest accumulates invocations; "Reproduce" lists every one ------------------------------------------
+def test_reproduce_lists_every_invocation_that_wrote_into_the_run(results: Path) -> None:
+    from qwenharness.report import markdown
+    from qwenharness.report.collect import collect
+
+    path = results / "evaluations" / "pytest" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["invocations"] = [
+        {"command_line": ["/v/bin/qwenharness", "evaluate", "--models", "tiny", "--datasets", "arc_easy"],
+         "wrote": [{"evaluation": "tiny/balanced/arc_easy"}]},
+        {"command_line": ["/v/lib/python3.11/site-packages/pytest/__main__.py", "-m", "milestone3 or milestone4"],
+         "wrote": [{"evaluation": "tiny-2x/balanced/arc_easy"}]},
+    ]
+    m["settings"]["datasets"] = ["mt_bench"]  # the last call's settings alone would reproduce only that
+    path.write_text(json.dumps(m))
+    text = markdown.build_final_report(collect(results))
+    repro = markdown.section_text(text, "Appendix: manifest and reproduction").split("### Reproduce", 1)[1]
+    assert "qwenharness evaluate --models tiny --datasets arc_easy" in repro
+    assert "python -m pytest -m 'milestone3 or milestone4'" in repro
+    assert "wrote 1 evaluation(s): tiny-2x/balanced/arc_easy" in repro and "mt_bench" not in repro
