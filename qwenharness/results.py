@@ -97,6 +97,16 @@ def make_dirs(folder: Path | str) -> list[Path]:
     return list(reversed(missing))
 
 
+def _default_file_mode() -> int:
+    """The mode open() gives a new file under this process's umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see either the old or the new content."""
     path = Path(path)
@@ -105,6 +115,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp makes 0600; results are shared like any file
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

@@ -398,3 +398,15 @@ def test_reproduce_lists_every_invocation_that_wrote_into_the_run(results: Path)
     assert "qwenharness evaluate --models tiny --datasets arc_easy" in repro
     assert "python -m pytest -m 'milestone3 or milestone4'" in repro
     assert "wrote 1 evaluation(s): tiny-2x/balanced/arc_easy" in repro and "mt_bench" not in repro
+
+
+def test_result_files_are_readable_by_the_group(tmp_path: Path) -> None:
+    from qwenharness.results import atomic_write_json
+
+    path = tmp_path / "r" / "x.json"
+    atomic_write_json(path, {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    if not mask & 0o040:
+        assert path.stat().st_mode & 0o040, "group cannot read a result file"
