@@ -192,13 +192,27 @@ def _check(outs: list[Generation], n: int, what: str) -> None:
                           "fix the engine error above; benchmark figures over failed requests are meaningless")
 
 
-def measure_throughput(engine: Engine, workload: Workload) -> dict[str, Any]:
-    """One batch call over the whole workload; rates over its wall time."""
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """min, max, median and (max - min) / median of repeated measurements (rounds or repetitions)."""
+    mid = percentile(list(values), 50)
+    return {"n": len(values), "min": min(values), "max": max(values), "median": mid,
+            "relative": (max(values) - min(values)) / mid if mid else None}
+
+
+def measure_throughput(engine: Engine, workload: Workload, more_rounds: Sequence[Workload] = ()) -> dict[str, Any]:
+    """One batch call over the whole workload; rates over its wall time. `more_rounds` (workloads of
+    the same shape with other prompts, so no round reuses another's prefix cache) are timed the same
+    way; the headline rates stay those of the first workload and `rounds` gives the spread."""
     reqs = list(workload.requests)
     with memory_watch() as memory:
         t0 = time.perf_counter()
         outs = engine.generate(reqs)
         elapsed = time.perf_counter() - t0
+        rounds = [sum(g.output_tokens for g in outs) / elapsed]
+        for w in more_rounds:
+            t1 = time.perf_counter()
+            extra = engine.generate(list(w.requests))
+            rounds.append(sum(g.output_tokens for g in extra) / (time.perf_counter() - t1))
     _check(outs, len(reqs), f"throughput ({workload.name})")
     prompt_tokens = sum(g.prompt_tokens for g in outs)
     output_tokens = sum(g.output_tokens for g in outs)
@@ -213,6 +227,8 @@ def measure_throughput(engine: Engine, workload: Workload) -> dict[str, Any]:
         "requests_per_s": len(reqs) / elapsed,
         "output_tokens_per_s": output_tokens / elapsed,
         "total_tokens_per_s": (prompt_tokens + output_tokens) / elapsed,
+        "rounds_output_tokens_per_s": rounds,
+        "spread": spread(rounds),
         "memory": memory,
     }
 
@@ -334,7 +350,10 @@ def measure_overhead(engine: Engine, workload: Workload, reps: int = 3) -> dict[
         for step in ((run_harness, run_bare) if i % 2 == 0 else (run_bare, run_harness)):
             step()
     ratio = percentile(bare_s, 50) / percentile(harness_s, 50)
+    per_rep = [b / h for b, h in zip(bare_s, harness_s)]  # each repetition's interleaved pair
     return {
+        "ratio_per_rep": per_rep,
+        "spread": spread(per_rep),
         "applicable": True,
         "workload": workload.describe(),
         "reps": reps,
@@ -458,6 +477,7 @@ class BenchOptions:
     warmup: int = 2
     iters: int = 5
     overhead_reps: int = 3
+    throughput_rounds: int = 3  # random workload: rounds with fresh prompts, for the spread
     text_dataset: str | None = "gsm8k"
     data_dir: str | None = None
     seed: int = 0
@@ -530,7 +550,9 @@ def run_suite(engine: Engine, config: Any, backend: str, opts: BenchOptions, sto
     rand = random_workload(opts.num_prompts, opts.input_len, opts.output_len, vocab, opts.seed)
     warm = random_workload(min(opts.num_prompts, 4), opts.input_len, opts.output_len, vocab, opts.seed + 1)
     _check(engine.generate(list(warm.requests)), len(warm.requests), "throughput warm-up")
-    tp = measure_throughput(engine, rand)
+    more = [random_workload(opts.num_prompts, opts.input_len, opts.output_len, vocab, opts.seed + 101 * (r + 1))
+            for r in range(max(0, opts.throughput_rounds - 1))]
+    tp = measure_throughput(engine, rand, more)
     store.update(model, preset, backend, {"throughput": {"random": tp}})
     log(f"{model}/{preset}/{backend} random: {tp['output_tokens_per_s']:.1f} output tok/s")
 

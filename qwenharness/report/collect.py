@@ -344,6 +344,13 @@ def bench_figures(b: dict[str, Any]) -> dict[str, float | None]:
         "kv_cache_bytes": _num(dig(b, "memory", "kv_cache_bytes")),
         "overhead_ratio": _num(dig(b, "overhead", "ratio")),
         "bandwidth_fraction": _num(dig(b, "physical_bound", "fraction")),
+        # spread over rounds / repetitions: min, max and (max - min) / median (None in older files)
+        "output_tokens_per_s_min": _num(dig(b, "throughput", "random", "spread", "min")),
+        "output_tokens_per_s_max": _num(dig(b, "throughput", "random", "spread", "max")),
+        "output_tokens_per_s_rounds": _int(dig(b, "throughput", "random", "spread", "n")),
+        "overhead_ratio_min": _num(dig(b, "overhead", "spread", "min")),
+        "overhead_ratio_max": _num(dig(b, "overhead", "spread", "max")),
+        "overhead_reps": _int(dig(b, "overhead", "spread", "n")),
     }
 
 

@@ -43,43 +43,83 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+# Chance level of the headline accuracy of multiple-choice datasets (1 / number of options; ARC has a
+# few 3- and 5-option questions, 4 for almost all). Generation tasks have no chance line.
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "mmlu": 0.25, "piqa": 0.5,
+          "winogrande": 0.5, "boolq": 0.5}
+
+
+def _interval(m: Any) -> tuple[float, float]:
+    """(below, above) the value: the stored 95% interval (Wilson for 0/1 scores, inside [0, 1] by
+    construction), else 1.96 s.e. cut to [0, 1] and said so in the caption."""
+    if m.ci95 is not None:
+        return max(0.0, m.value - m.ci95[0]), max(0.0, m.ci95[1] - m.value)
+    half = Z_95 * (m.stderr or 0.0)
+    return min(half, m.value), min(half, 1.0 - m.value)
+
+
 def accuracy_plot(evaluations: list[Evaluation]) -> Plot | None:
-    """Headline metric per dataset, one bar per model (and preset), 95% error bars. Metrics outside
-    [0, 1] (MT-Bench's 1-10 rating) are left out and named in the caption."""
+    """Headline metric per dataset, one bar per model (and preset), 95% intervals, n on every bar,
+    a chance line per multiple-choice dataset, and a 'missing' mark where a model has no result. Metrics
+    outside [0, 1] (MT-Bench's 1-10 rating) are left out and named in the caption."""
     rows = [(e, e.primary, e.primary_metric()) for e in evaluations]
-    rows = [(e, name, m) for e, name, m in rows if m is not None and m.value is not None]
-    unit = [(e, n, m) for e, n, m in rows if 0.0 <= (m.value or 0.0) <= 1.0 and n != "score"]
-    left_out = sorted({f"{e.dataset} ({n})" for e, n, m in rows if (e, n, m) not in unit})
+    scored = [(e, name, m) for e, name, m in rows if m is not None and m.value is not None]
+    unit = [(e, n, m) for e, n, m in scored if 0.0 <= (m.value or 0.0) <= 1.0 and n != "score"]
+    left_out = sorted({f"{e.dataset} ({n})" for e, n, m in scored if (e, n, m) not in unit})
     if not unit:
         return None
     presets = {e.preset for e, _, _ in unit}
     label = (lambda e: e.model) if len(presets) == 1 else (lambda e: f"{e.model}/{e.preset}")
     series = sorted({label(e) for e, _, _ in unit})
     datasets = sorted({e.dataset for e, _, _ in unit})
-    fig = _figure(max(7.0, 0.9 * len(datasets) * max(1, len(series)) * 0.5 + 3), 4.2)
+    fig = _figure(max(7.0, 0.9 * len(datasets) * max(1, len(series)) * 0.5 + 3), 4.6)
     ax = fig.subplots()
     width = 0.8 / len(series)
+    fallback = False
     for i, s in enumerate(series):
-        xs, ys, errs = [], [], []
         for j, d in enumerate(datasets):
+            x = j - 0.4 + width * (i + 0.5)
             hit = next(((e, m) for e, _, m in unit if label(e) == s and e.dataset == d), None)
-            if hit is None:
+            if hit is None:  # no result: a hatched outline, never a zero-height bar
+                ax.bar([x], [1.0], width=width, fill=False, hatch="//", edgecolor="0.7", lw=0.5)
+                ax.text(x, 0.02, "missing", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
                 continue
-            xs.append(j - 0.4 + width * (i + 0.5))
-            ys.append(hit[1].value)
-            errs.append(Z_95 * (hit[1].stderr or 0.0))
-        ax.bar(xs, ys, width=width, yerr=errs, capsize=2, label=s)
+            m = hit[1]
+            fallback |= m.ci95 is None
+            lo, hi = _interval(m)
+            ax.bar([x], [m.value], width=width, yerr=[[lo], [hi]], capsize=2, color=f"C{i}",
+                   label=s if j == datasets.index(next(e.dataset for e, _, _ in unit if label(e) == s)) else None)
+            ax.text(x, min(1.0, m.value + hi) + 0.015, f"n={m.n}", ha="center", va="bottom", fontsize=6,
+                    rotation=90 if len(series) * len(datasets) > 12 else 0)
+    chance_drawn = False
+    for j, d in enumerate(datasets):
+        if d in CHANCE:
+            ax.hlines(CHANCE[d], j - 0.45, j + 0.45, colors="black", linestyles="--", lw=1,
+                      label=None if chance_drawn else "chance (1 / options)")
+            chance_drawn = True
     ax.set_xticks(range(len(datasets)))
     ax.set_xticklabels(datasets, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("headline metric (fraction)")
-    ax.set_title("Accuracy by model and dataset (error bars: 95% interval, 1.96 x s.e.)")
-    ax.legend(fontsize=8, ncols=min(4, len(series)))
+    ax.set_title("Accuracy by model and dataset (error bars: 95% interval)")
+    ax.legend(fontsize=8, ncols=min(4, len(series) + 1), loc="upper right")
     metrics = sorted({f"{e.dataset}: {n}" for e, n, _ in unit})
-    caption = "Headline metric per dataset (" + "; ".join(metrics) + ")."
+    caption = ("Headline metric per dataset (" + "; ".join(metrics) + "). Axis from 0; n above each bar; "
+               "dashed lines: chance level; hatched 'missing': no stored result for that model.")
+    caption += (" Intervals: Wilson 95% for 0/1 scores" + (" (1.96 s.e. cut to [0, 1] for results stored without "
+                                                           "an interval)" if fallback else "") + ".")
+    random = sorted({e.model for e, _, _ in unit if _random(e.model)})
+    if random:
+        caption += f" {', '.join(random)}: random weights, chance-level by construction."
     if left_out:
         caption += " Not drawn (not on a 0-1 scale): " + ", ".join(left_out) + "."
     return Plot("accuracy", "Accuracy by model and dataset", caption, _png(fig))
+
+
+def _random(model: str) -> bool:
+    from .collect import weights_kind
+
+    return weights_kind(model) == "random"
 
 
 def _perf_points(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -91,6 +131,7 @@ def _perf_points(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]
         if params and (f["output_tokens_per_s"] is not None or mem is not None):
             points.append({"label": f"{b.get('model')}/{b.get('preset')}/{b.get('backend')}", "params": params,
                            "tps": f["output_tokens_per_s"], "mem": mem,
+                           "tps_range": (f["output_tokens_per_s_min"], f["output_tokens_per_s_max"]),
                            "mem_kind": "GPU peak (NVML)" if f["peak_bytes"] is not None else "host RSS peak"})
     if points:
         return "benchmarks (random token-id workload)", points
@@ -115,10 +156,15 @@ def scaling_plot(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]
         drawn = [p for p in points if p[key] is not None]
         for i, p in enumerate(drawn):
             ax.scatter(p["params"] / 1e6, p[key] / scale, s=40, marker=markers[i % len(markers)], label=p["label"])
+            lo, hi = p.get("tps_range") or (None, None)
+            if key == "tps" and lo is not None and hi is not None:  # min-max over the benchmark's rounds
+                ax.errorbar([p["params"] / 1e6], [p[key]], yerr=[[p[key] - lo], [hi - p[key]]], fmt="none",
+                            ecolor="0.3", capsize=3)
         spread = [p["params"] for p in drawn]
         if spread and max(spread) / min(spread) > 20:
             ax.set_xscale("log")
         ax.margins(0.15)
+        ax.set_ylim(bottom=0)  # zero-based: a 0.1 GB gap must not look large
         ax.set_xlabel("parameters (millions)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -127,7 +173,9 @@ def scaling_plot(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]
     ax1.set_title("Throughput vs parameter count")
     kinds = sorted({p["mem_kind"] for p in points if p["mem"] is not None})
     ax2.set_title("Memory vs parameter count")
-    caption = (f"Source: {origin}; {len(points)} configurations. Memory: " + (", ".join(kinds) or "not recorded") + ".")
+    caption = (f"Source: {origin}; {len(points)} configurations. Memory: " + (", ".join(kinds) or "not recorded")
+               + ". Both value axes start at 0; throughput error bars: min-max over the benchmark's rounds (where "
+               "recorded).")
     return Plot("scaling", "Throughput and memory vs parameter count", caption, _png(fig))
 
 

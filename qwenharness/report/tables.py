@@ -184,6 +184,15 @@ def coverage_table(s: ResultsSnapshot) -> Table | None:
                   "planned memory", "memory source", "GPU"], rows)
 
 
+def _range(f: dict[str, Any], key: str, count: str, spec: str, what: str) -> str:
+    """' (min-max over n rounds, spread x%)' from a benchmark's recorded spread, or '' when absent."""
+    lo, hi, n, mid = f.get(f"{key}_min"), f.get(f"{key}_max"), f.get(count), f.get(key)
+    if lo is None or hi is None or not n:
+        return ""
+    rel = f", spread {100 * (hi - lo) / mid:.1f}%" if mid else ""
+    return f" ({format(lo, spec)}-{format(hi, spec)} over {n} {what}{rel})"
+
+
 def benchmark_table(s: ResultsSnapshot) -> Table | None:
     if not s.benchmarks:
         return None
@@ -192,17 +201,21 @@ def benchmark_table(s: ResultsSnapshot) -> Table | None:
         f = bench_figures(b)
         mem = gb(f["peak_bytes"]) if f["peak_bytes"] is not None else (
             f"{gb(f['host_rss_peak_bytes'])} (host RSS)" if f["host_rss_peak_bytes"] is not None else MISSING)
-        overhead = num(f["overhead_ratio"]) if f["overhead_ratio"] is not None else (
-            f"not applicable ({quote(dig(b, 'overhead', 'reason'))})" if dig(b, "overhead", "reason") else MISSING)
+        overhead = (num(f["overhead_ratio"]) + _range(f, "overhead_ratio", "overhead_reps", ".3f", "repetitions")
+                    if f["overhead_ratio"] is not None else
+                    f"not applicable ({quote(dig(b, 'overhead', 'reason'))})" if dig(b, "overhead", "reason") else MISSING)
         bound = (f"{100 * f['bandwidth_fraction']:.0f}%" if f["bandwidth_fraction"] is not None else
                  (f"not applicable ({quote(dig(b, 'physical_bound', 'reason'))})" if dig(b, "physical_bound", "reason")
                   else MISSING))
         rows.append([str(b.get("model")), str(b.get("preset")), str(b.get("backend")),
                      str(dig(b, "environment", "gpu") or "none (CPU)"), num(f["output_tokens_per_s"], ".1f"),
+                     _range(f, "output_tokens_per_s", "output_tokens_per_s_rounds", ".1f", "rounds").strip(" ()") or
+                     "one round (no spread recorded)",
                      num(f["requests_per_s"], ".2f"), seconds(f["latency_b1_p50_s"]), seconds(f["ttft_b1_p50_s"]),
                      mem, gb(f["weight_bytes"]), overhead, bound])
     return Table("benchmarks", "Benchmarks (newest per model x preset x backend; random token-id workload)",
-                 ["model", "preset", "backend", "GPU", "output tok/s", "requests/s", "b1 p50 latency", "b1 p50 TTFT",
+                 ["model", "preset", "backend", "GPU", "output tok/s", "spread over rounds", "requests/s",
+                  "b1 p50 latency", "b1 p50 TTFT",
                   "peak memory", "weights", "overhead ratio (bare/harness)", "bandwidth bound reached"], rows)
 
 

@@ -126,6 +126,19 @@ def test_throughput_rates_are_consistent() -> None:
     assert r["memory"]["reason"] or r["memory"]["peak_bytes"] is not None
 
 
+def test_throughput_rounds_give_a_spread_with_fresh_prompts() -> None:
+    engine = FakeEngine(short=1)
+    w = bench.random_workload(6, 10, 5, vocab_size=50, seed=0)
+    more = [bench.random_workload(6, 10, 5, vocab_size=50, seed=s) for s in (1, 2)]
+    r = bench.measure_throughput(engine, w, more)
+    assert engine.calls == [6, 6, 6]
+    assert len(r["rounds_output_tokens_per_s"]) == 3 and r["spread"]["n"] == 3
+    assert r["rounds_output_tokens_per_s"][0] == pytest.approx(r["output_tokens_per_s"])  # headline: round 1
+    lo, hi = min(r["rounds_output_tokens_per_s"]), max(r["rounds_output_tokens_per_s"])
+    assert (r["spread"]["min"], r["spread"]["max"]) == (lo, hi)
+    assert r["spread"]["relative"] == pytest.approx((hi - lo) / r["spread"]["median"])
+
+
 def test_failed_requests_raise() -> None:
     with pytest.raises(EngineError, match="failed"):
         bench.measure_throughput(FakeEngine(fail=True), bench.random_workload(2, 4, 2, vocab_size=10))
@@ -157,6 +170,8 @@ def test_overhead_interleaves_and_divides_medians() -> None:
     assert len(r["harness_s"]) == len(r["bare_s"]) == 4
     assert r["ratio"] == pytest.approx(bench.percentile(r["bare_s"], 50) / bench.percentile(r["harness_s"], 50))
     assert r["same_token_counts"] and r["harness_output_tokens"] == [6] * 4
+    assert r["ratio_per_rep"] == pytest.approx([b / h for b, h in zip(r["bare_s"], r["harness_s"])])
+    assert r["spread"]["n"] == 4 and r["spread"]["min"] == min(r["ratio_per_rep"])
 
 
 def test_overhead_not_applicable_without_llm() -> None:
