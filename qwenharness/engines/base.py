@@ -96,11 +96,14 @@ class EngineInfo:
 
 @runtime_checkable
 class Engine(Protocol):
+    """`progress`: False, True (the engine's own bar) or a tqdm factory as vLLM's `use_tqdm` takes it
+    (qwenharness.console.forwarding_bar), which the engine updates as requests finish."""
+
     name: str
 
-    def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]: ...
+    def generate(self, requests: list[GenerationRequest], *, progress: Any = False) -> list[Generation]: ...
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]: ...
+    def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: Any = False) -> list[LoglikelihoodResult]: ...
 
     def apply_chat_template(self, messages: list[dict[str, str]], *, enable_thinking: bool | None = None,
                             add_generation_prompt: bool = True) -> str: ...
