@@ -102,7 +102,7 @@ def accuracy_plot(evaluations: list[Evaluation]) -> Plot | None:
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("headline metric (fraction)")
     ax.set_title("Accuracy by model and dataset (error bars: 95% interval)")
-    ax.legend(fontsize=8, ncols=min(4, len(series) + 1), loc="upper right")
+    fig.legend(fontsize=8, ncols=min(5, len(series) + 1), loc="outside lower center")
     metrics = sorted({f"{e.dataset}: {n}" for e, n, _ in unit})
     caption = ("Headline metric per dataset (" + "; ".join(metrics) + "). Axis from 0; n above each bar; "
                "dashed lines: chance level; hatched 'missing': no stored result for that model.")
@@ -164,7 +164,8 @@ def scaling_plot(benchmarks: list[dict[str, Any]], coverage: list[dict[str, Any]
         if spread and max(spread) / min(spread) > 20:
             ax.set_xscale("log")
         ax.margins(0.15)
-        ax.set_ylim(bottom=0)  # zero-based: a 0.1 GB gap must not look large
+        tops = [(p.get("tps_range") or (None, None))[1] or p[key] if key == "tps" else p[key] for p in drawn]
+        ax.set_ylim(0, 1.15 * max(tops) / scale if tops else 1)  # zero-based: a 0.1 GB gap must not look large
         ax.set_xlabel("parameters (millions)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -193,6 +194,7 @@ def pair_plot(comparison: dict[str, Any]) -> Plot | None:
     ratios = [(label, dig(per, "ratios", key, "value")) for key, label in RATIO_KEYS]
     if dig(comparison, "parameter_ratio", "value") is not None:
         ratios[0] = ("parameters", dig(comparison, "parameter_ratio", "value"))
+    not_recorded = [lab for lab, v in ratios if not isinstance(v, (int, float))]
     ratios = [(lab, v) for lab, v in ratios if isinstance(v, (int, float))]
     acc = [(ds, dig(x, "delta", "value"), dig(x, "se", "value"), x.get("metric"))
            for ds, x in sorted((per.get("accuracy") or {}).items()) if isinstance(x, dict)]
@@ -207,6 +209,10 @@ def pair_plot(comparison: dict[str, Any]) -> Plot | None:
         ax1.tick_params(axis="x", rotation=30)
         for i, (_, v) in enumerate(ratios):
             ax1.annotate(f"{v:.2f}x", (i, v), ha="center", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        for j, lab in enumerate(not_recorded):  # shown as missing, not dropped
+            ax1.bar([lab], [0.0])
+            ax1.text(len(ratios) + j, 0.05, "not recorded", rotation=90, ha="center", va="bottom", fontsize=7,
+                     color="0.4")
     else:
         ax1.text(0.5, 0.5, "no ratio could be computed\nfrom stored benchmarks", ha="center", va="center")
     ax1.set_title(f"{b} / {a} (preset {preset})")
@@ -219,8 +225,9 @@ def pair_plot(comparison: dict[str, Any]) -> Plot | None:
     else:
         ax2.text(0.5, 0.5, "no dataset evaluated\nfor both models", ha="center", va="center")
     ax2.set_title(f"Accuracy delta {b} - {a} (95% interval)")
-    caption = (f"Comparison {a} vs {b} at preset {preset}: ratios b/a of the stored benchmark figures, and "
-               f"accuracy differences with 1.96 x the standard error of the difference.")
+    caption = (f"Comparison {a} vs {b} at preset {preset}: ratios b/a of the stored benchmark figures (axis from 0; "
+               f"'not recorded': no figure stored), and accuracy differences with 1.96 x the unpaired standard error "
+               f"of the difference (significance: the paired test in the accuracy-delta table).")
     return Plot(f"pair_{a}_vs_{b}", f"{a} vs {b}", caption, _png(fig))
 
 
