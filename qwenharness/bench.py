@@ -314,10 +314,25 @@ def bare_vllm_generate(llm: Any, engine: Any, requests: Sequence[GenerationReque
     return sum(len(o.outputs[0].token_ids) for o in outs)
 
 
-def measure_overhead(engine: Engine, workload: Workload, reps: int = 3) -> dict[str, Any]:
+def relative_ci95(values: Sequence[float]) -> float | None:
+    """Half-width of the 95% interval of the mean, relative to the mean (None below two values)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return 1.959963984540054 * sd / n ** 0.5 / mean if mean else None
+
+
+def measure_overhead(engine: Engine, workload: Workload, reps: int = 3, *, target_spread: float | None = None,
+                     max_reps: int | None = None, max_s: float | None = None) -> dict[str, Any]:
     """Harness path (engine.generate) vs a bare `vllm.LLM.generate` on the engine's own LLM object,
     interleaved (the order alternates every repetition). ratio = bare_time / harness_time, from the
-    medians; 1.0 means no overhead. Not applicable to an engine without a vLLM `llm`."""
+    medians; 1.0 means no overhead. Not applicable to an engine without a vLLM `llm`.
+
+    With `target_spread` (e.g. 0.03), repetitions continue after `reps` until the 95% interval of the
+    mean per-repetition ratio is narrower than +-target_spread (relative), or `max_reps` / `max_s`
+    run out; `converged` says which."""
     llm = getattr(engine, "llm", None)
     if llm is None:
         return {"applicable": False, "ratio": None,
@@ -346,14 +361,28 @@ def measure_overhead(engine: Engine, workload: Workload, reps: int = 3) -> dict[
     run_bare()  # one untimed round each: first-call effects (graph lookups, caches) fall outside
     run_harness()
     harness_s.clear(), bare_s.clear(), harness_tokens.clear(), bare_tokens.clear()
-    for i in range(reps):
+    t_start = time.perf_counter()
+    i = 0
+    while True:
         for step in ((run_harness, run_bare) if i % 2 == 0 else (run_bare, run_harness)):
             step()
+        i += 1
+        if i < reps:
+            continue
+        ci = relative_ci95([b / h for b, h in zip(bare_s, harness_s)])
+        if target_spread is None or (ci is not None and ci <= target_spread):
+            break
+        if (max_reps is not None and i >= max_reps) or (max_s is not None and time.perf_counter() - t_start >= max_s):
+            break
+    reps = i
     ratio = percentile(bare_s, 50) / percentile(harness_s, 50)
     per_rep = [b / h for b, h in zip(bare_s, harness_s)]  # each repetition's interleaved pair
+    ci = relative_ci95(per_rep)
     return {
         "ratio_per_rep": per_rep,
-        "spread": spread(per_rep),
+        "spread": {**spread(per_rep), "ci95_relative": ci},
+        "target_spread": target_spread,
+        "converged": None if target_spread is None else (ci is not None and ci <= target_spread),
         "applicable": True,
         "workload": workload.describe(),
         "reps": reps,

@@ -174,6 +174,17 @@ def test_overhead_interleaves_and_divides_medians() -> None:
     assert r["spread"]["n"] == 4 and r["spread"]["min"] == min(r["ratio_per_rep"])
 
 
+def test_overhead_repeats_until_its_spread_is_within_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = bench.random_workload(3, 4, 2, vocab_size=20)
+    r = bench.measure_overhead(FakeVLLMEngine(), w, reps=2, target_spread=10.0, max_reps=50)
+    assert r["reps"] == 2 and r["converged"] is True  # a loose target is met at once
+    noisy = iter([0.0, 1.0, 0.0, 3.0] * 1000)  # perf_counter readings: every call alternates 1 s and 3 s
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(noisy))
+    r = bench.measure_overhead(FakeVLLMEngine(), w, reps=2, target_spread=0.001, max_reps=7)
+    assert r["reps"] == 7 and r["converged"] is False and r["spread"]["ci95_relative"] > 0.001
+    assert r["target_spread"] == 0.001 and len(r["ratio_per_rep"]) == 7
+
+
 def test_overhead_not_applicable_without_llm() -> None:
     r = bench.measure_overhead(FakeEngine(), bench.random_workload(1, 2, 2, vocab_size=5))
     assert r == {"applicable": False, "ratio": None, "reason": "engine 'fake' has no vLLM `llm` to call bare"}
