@@ -13,7 +13,7 @@ from pathlib import Path
 from . import published as pub
 from .collect import ResultsSnapshot, bench_figures, collect, dig, weights_kind
 from .tables import (EMPTY, MISSING, Table, benchmark_table, comparison_tables, coverage_table, gates_table,
-                     matrix_table, metric_table, not_scored_reason, num, published_table)
+                     gate_status, matrix_table, metric_table, not_scored_reason, num, published_table)
 
 FINAL_REPORT = "LARGE_SCALE_EVALUATION_FINAL_REPORT.md"
 TRACKER = "PROJECT_TRACKER.md"
@@ -100,7 +100,7 @@ def executive_summary(s: ResultsSnapshot) -> str:
         out.append(f"- **Scaling:** {len(s.comparisons)} pairwise comparison(s) ({pairs}); {n_ins} computed insight(s).")
     else:
         out.append("- " + EMPTY["comparisons"])
-    ran = {m: g.get("status") for m, g in sorted(s.gates.items())}
+    ran = {m: gate_status(g) for m, g in sorted(s.gates.items())}
     if ran:
         out.append("- **Gates:** " + ", ".join(f"{m} {st}" for m, st in ran.items()) + ".")
     else:
@@ -324,7 +324,7 @@ def build_tracker(s: ResultsSnapshot) -> str:
         t = Table(t.key, t.title, [t.headers[i] for i in keep], [[r[i] for i in keep] for r in t.rows])
     lines.append(md_table(t) if t else EMPTY["metrics"] + "\n")
     lines.append("## Open items\n")
-    items = [f"- {m}: {g.get('status')} ({len(g.get('failures') or [])} failing check(s))"
+    items = [f"- {m}: {gate_status(g)} ({len(g.get('failures') or [])} failing check(s))"
              for m, g in sorted(s.gates.items()) if g.get("status") != "passed"]
     items += [f"- milestone {m[-1]} not run yet (`pytest -m {m}`)" for m in
               ("milestone1", "milestone2", "milestone3", "milestone4", "milestone5") if m not in s.gates]

@@ -298,7 +298,7 @@ def gates_table(s: ResultsSnapshot) -> Table:
             rows.append([m, what, "not run", "0", "0", "0", "no results/gates record", quote(f"pytest -m {m}")])
             continue
         c = g.get("counts") or {}
-        rows.append([m, what, str(g.get("status")), str(c.get("passed", 0)), str(c.get("failed", 0) + c.get("error", 0)),
+        rows.append([m, what, gate_status(g), str(c.get("passed", 0)), str(c.get("failed", 0) + c.get("error", 0)),
                      str(c.get("skipped", 0)), gate_coverage(g), str(g.get("finished_at") or g.get("updated_at") or MISSING),
                      quote(g.get("command")) if g.get("command") else MISSING])
     notes = [f"Subset run of {m} (gates/partial/{m}.json, not the verdict): {g.get('status')}, "
@@ -309,6 +309,24 @@ def gates_table(s: ResultsSnapshot) -> Table:
     return Table("gates", "Milestone gates (results/gates/<milestone>.json)",
                  ["milestone", "checks", "status", "passed", "failed", "skipped", "ran on", "recorded", "command"], rows,
                  notes)
+
+
+def gate_status(g: dict[str, Any]) -> str:
+    """A gate's status; 'running' only while its pytest session is alive (the session id starts with its
+    pid), else 'unfinished' (the session ended without a verdict)."""
+    import os
+
+    status = str(g.get("status"))
+    if status != "running":
+        return status
+    pid = str(g.get("session") or "").split("-")[0]
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return "unfinished (its session ended without a verdict)"
+    except PermissionError:
+        pass
+    return status
 
 
 def gate_coverage(g: dict[str, Any]) -> str:

@@ -410,3 +410,19 @@ def test_result_files_are_readable_by_the_group(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
     if not mask & 0o040:
         assert path.stat().st_mode & 0o040, "group cannot read a result file"
+
+
+def test_a_gate_left_running_by_a_dead_session_is_shown_unfinished(results: Path) -> None:
+    from qwenharness.report.collect import collect
+    from qwenharness.report.tables import gates_table
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    g = json.loads((results / "gates" / "milestone3.json").read_text())
+    g.update(status="running", session=f"{dead.stdout.strip()}-1")
+    (results / "gates" / "milestone3.json").write_text(json.dumps(g))
+    row = next(r for r in gates_table(collect(results)).rows if r[0] == "milestone3")
+    assert row[2].startswith("unfinished")
+    g.update(session=f"{os.getpid()}-1")  # a live session: still running
+    (results / "gates" / "milestone3.json").write_text(json.dumps(g))
+    row = next(r for r in gates_table(collect(results)).rows if r[0] == "milestone3")
+    assert row[2] == "running"
