@@ -6,8 +6,12 @@
 `Evaluator.run()` (what `qwenharness evaluate` runs) drives the real VLLMEngine code (tokenization,
 `encode_pairs`, windows, sampling parameters, result parsing) over a stand-in `vllm.LLM` whose
 `generate` answers at once (every prompt token gets log-prob -1, rank 1; a generation is 64 fixed
-tokens). The time spent inside that stand-in is subtracted: what is left is what the harness adds to
-a bare `LLM.generate` call on pre-tokenized ids, per dataset. `--profile N` prints the N largest
+tokens), or, with `--gpu-tokens-per-s R`, after sleeping as long as a GPU of R prompt tokens/s would
+compute (the GIL is free meanwhile, as while vLLM's engine core works). The time spent inside that
+stand-in is subtracted: what is left is what the harness adds to a bare `LLM.generate` call on
+pre-tokenized ids, per dataset; "stand-in / wall" is then the bare/harness ratio such a GPU would
+see. `--no-overlap` hides the engine's `prepare_loglikelihood`, for the tokenize-ahead experiment in
+docs/gpu-runs/2026-12-01-h200/prefetch-experiment.patch (without that patch it changes nothing). `--profile N` prints the N largest
 cumulative entries of cProfile for each dataset.
 
 Dummy-weight folder with the real tokenizer: qwen3_8b's (QWENHARNESS_DUMMY_TOKENIZER or --tokenizer).
@@ -63,9 +67,10 @@ class _FakeVLLM:
 class _FakeLLM:
     """Answers at once; counts its own time so it can be taken out."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens_per_s: float = 0.0) -> None:
         self.seconds = 0.0
         self.calls = 0
+        self.tokens_per_s = tokens_per_s  # > 0: sleep as a GPU of this prompt-token rate would take
 
     def generate(self, prompts: list[dict[str, Any]], params: Any, use_tqdm: bool = False) -> list[_Output]:
         t = time.perf_counter()
@@ -80,8 +85,22 @@ class _FakeLLM:
                 out.append(_Output(lps, [_Completion("", [0], "length")]))
             else:
                 out.append(_Output(None, [_Completion(" The answer is 4.", list(range(100, 164)), "length")]))
+        if self.tokens_per_s > 0:  # the GIL is free meanwhile, as while vLLM's engine core computes
+            time.sleep(sum(len(p["prompt_token_ids"]) for p in prompts) / self.tokens_per_s)
         self.seconds += time.perf_counter() - t
         return out
+
+
+class _WithoutPrefetch:
+    """The engine without `prepare_loglikelihood`, so the runner does not tokenize ahead."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "prepare_loglikelihood":
+            raise AttributeError(name)
+        return getattr(self._engine, name)
 
 
 def main() -> int:
@@ -91,6 +110,9 @@ def main() -> int:
     ap.add_argument("--model", default="qwen3_8b")
     ap.add_argument("--limit", action="append", default=[], help="DATASET=N (datasets run in this order)")
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--gpu-tokens-per-s", type=float, default=0.0,
+                    help="make the stand-in take as long as a GPU of this prompt-token rate (sleeping)")
+    ap.add_argument("--no-overlap", action="store_true", help="no tokenizing of the next chunk ahead")
     args = ap.parse_args()
     if args.tokenizer:
         os.environ["QWENHARNESS_DUMMY_TOKENIZER"] = str(Path(args.tokenizer).resolve())
@@ -106,7 +128,7 @@ def main() -> int:
     from qwenharness.results import resolve_run_paths
     from qwenharness.tiny import dummy_model_dir
 
-    fake = _FakeLLM()
+    fake = _FakeLLM(args.gpu_tokens_per_s)
 
     def opener(config: Any, backend: str) -> Any:
         engine = VLLMEngine.__new__(VLLMEngine)
@@ -118,7 +140,7 @@ def main() -> int:
         engine._vllm, engine.llm, engine.load_time_s = _FakeVLLM(), fake, 0.0
         engine.info = lambda: None  # type: ignore[method-assign]
         engine.close = lambda: None  # type: ignore[method-assign]
-        return engine
+        return _WithoutPrefetch(engine) if args.no_overlap else engine
 
     def resolver(model: str, preset: str, **kw: Any) -> Any:
         return get_model_config(model, preset, gpu=H100_80GB, load_format="dummy")
@@ -127,8 +149,10 @@ def main() -> int:
     pool.get(args.model, "balanced", "vllm")
     results_dir = tempfile.mkdtemp(prefix="harness-overhead-")
     print(f"cpu_count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; results in {results_dir}")
-    print("| dataset | docs | engine calls | wall | inside the stand-in vLLM | harness overhead | per 1k requests |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"stand-in GPU rate {args.gpu_tokens_per_s or 'none'} tokens/s, overlap {'off' if args.no_overlap else 'on'}")
+    print("| dataset | docs | engine calls | wall | inside the stand-in vLLM | harness overhead | per 1k requests | "
+          "stand-in / wall |")
+    print("|---|---|---|---|---|---|---|---|")
     for item in args.limit:
         ds, _, n = item.partition("=")
         settings = EvalSettings(models=[args.model], datasets=[ds], presets=["balanced"], backend="vllm",
@@ -146,7 +170,7 @@ def main() -> int:
         inside = fake.seconds - before_s
         reqs = ((res[0].aggregate or {}).get("timings") or {}).get("requests") or 0
         print(f"| {ds} | {n} | {fake.calls - before_calls} | {wall:.2f} s | {inside:.2f} s | {wall - inside:.2f} s | "
-              f"{(wall - inside) / max(reqs, 1) * 1000:.2f} s ({reqs} requests) |", flush=True)
+              f"{(wall - inside) / max(reqs, 1) * 1000:.2f} s ({reqs} requests) | {inside / wall:.3f} |", flush=True)
         if prof:
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(args.profile)
