@@ -174,13 +174,16 @@ def _reconfigure_vllm_if_imported(cfg: dict[str, Any]) -> None:
 
 
 def _quiet_transformers_console() -> None:
-    if "transformers" in sys.modules:
-        try:
-            from transformers.utils import logging as tlog
-
-            tlog.set_verbosity(getattr(logging, console_level()))
-        except Exception:  # noqa: BLE001 - an old transformers: its own default (WARNING)
-            pass
+    """transformers at INFO into run.log, its own console handler at the console level."""
+    try:
+        from transformers.utils import logging as tlog
+    except Exception:  # noqa: BLE001 - transformers missing or broken: nothing to configure
+        return
+    tlog.set_verbosity(logging.INFO)
+    level = getattr(logging, console_level(), logging.WARNING)
+    for h in logging.getLogger("transformers").handlers:
+        if h.get_name() != "qwenharness-run-log":
+            h.setLevel(level)
 
 
 class RunConsole:

@@ -66,19 +66,37 @@ def _options(args: argparse.Namespace) -> BenchOptions:
 def run(args: argparse.Namespace) -> int:
     from ..engines import open_engine
 
-    models = resolve_names(args.models, get_available_models(), "model", ["tiny"])
+    import time
+
+    from ..console import RunConsole, log_to_run_dir, stop_run_log
+    from ..evaluation import engine_header
+    from .common import canonical_models
+
+    models = canonical_models(resolve_names(args.models, get_available_models(), "model", ["tiny"]))
     presets = resolve_names(args.presets, get_available_presets(), "preset", [DEFAULT_PRESET])
     opts = _options(args)
     configs = [get_model_config(m, p, load_format=args.load_format) for m in models for p in presets]
     store = BenchmarkStore(args.results_dir, args.run_id)
-    console = Console(stderr=True)
+    console = RunConsole(Console(stderr=True))
     results = []
-    for config in configs:
-        engine = open_engine(config, args.backend)
-        try:
-            results.append(run_suite(engine, config, args.backend, opts, store, log=console.print))
-        finally:
-            engine.close()
+    try:
+        log_file = log_to_run_dir(store.root / store.run_id)  # engine logs at INFO, the config dump included
+    except OSError:
+        log_file = None
+    try:
+        for config in configs:
+            t0 = time.perf_counter()
+            engine = open_engine(config, args.backend)
+            console.print(engine_header(engine, config.model.name, config.preset, args.backend, "model",
+                                        time.perf_counter() - t0))
+            try:
+                results.append(run_suite(engine, config, args.backend, opts, store, log=console.print))
+            finally:
+                engine.close()
+    finally:
+        stop_run_log()
+    if log_file is not None:
+        console.print(f"full log: {log_file}", soft_wrap=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -431,3 +431,45 @@ def test_lm_eval_flags_without_a_value_are_accepted() -> None:
     args = _evaluate_args("--apply-chat-template", "--log-samples")
     assert args.chat is True and args.log_samples is True
     assert _evaluate_args().chat is None
+
+
+# -- the console module -------------------------------------------------------------------------------
+
+def test_engine_logging_levels_and_the_run_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from qwenharness import console
+
+    for key in ("VLLM_LOGGING_LEVEL", "VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING",
+                "QWENHARNESS_VLLM_LOGGING", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(key, raising=False)
+    console.quiet_engines(verbose=False)
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "WARNING" and os.environ["VLLM_CONFIGURE_LOGGING"] == "1"
+    log = console.log_to_run_dir(tmp_path / "run")
+    cfg = json.loads(Path(os.environ["VLLM_LOGGING_CONFIG_PATH"]).read_text())
+    assert cfg["handlers"]["console"]["level"] == "WARNING" and cfg["handlers"]["file"]["level"] == "INFO"
+    assert cfg["handlers"]["file"]["filename"] == str(log.resolve())
+    logging.getLogger("transformers.x").info("into the file only")
+    logging.getLogger("qwenharness.run").info("harness line")
+    console.stop_run_log()
+    text = log.read_text()
+    assert "into the file only" in text and "harness line" in text
+    assert "VLLM_LOGGING_CONFIG_PATH" not in os.environ  # restored for the next command in this process
+    console.quiet_engines(verbose=True)
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "INFO"
+    assert console.vllm_logging_config(log, console.console_level())["handlers"]["console"]["level"] == "INFO"
+    console.quiet_engines(verbose=False)
+
+
+def test_the_engine_config_dump_stays_off_the_console() -> None:
+    import logging
+
+    from qwenharness.console import DropConfigDump
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("vllm.v1.engine.core", logging.INFO, "core.py", 1, msg, None, None)
+
+    keep = DropConfigDump()
+    assert not keep.filter(record("Initializing a V1 LLM engine (v0.32.0) with config: model='/x', ..."))
+    assert not keep.filter(record("non-default args: {'tokenizer': '/x'}"))
+    assert keep.filter(record("KV cache is 1 GiB"))
