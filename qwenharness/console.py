@@ -18,6 +18,7 @@ import difflib
 import json
 import logging
 import logging.config
+import logging.handlers
 import os
 import re
 import sys
@@ -47,6 +48,14 @@ def did_you_mean(name: str, choices: Iterable[str], listing: str) -> str:
     """The fix part of an unknown-name error: the nearest name, else the listing."""
     near = suggest(name, choices)
     return f"did you mean {near}? {listing}" if near else listing
+
+
+class QuietFileHandler(logging.FileHandler):
+    """run.log's handler: a full or failing disk must not print logging's own tracebacks on the
+    console (the results' writes report disk errors, once, with the fix)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
 
 
 class DropConfigDump(logging.Filter):
@@ -94,8 +103,8 @@ def vllm_logging_config(log_file: Path, level: str) -> dict[str, Any]:
         "handlers": {
             "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "level": level,
                         "formatter": "console", "filters": ["no_dump"]},
-            "file": {"class": "logging.FileHandler", "filename": str(log_file), "mode": "a",
-                     "level": "INFO", "formatter": "file", "encoding": "utf-8"},
+            "file": {"class": "qwenharness.console.QuietFileHandler", "filename": str(log_file), "mode": "a",
+                     "level": "INFO", "formatter": "file", "encoding": "utf-8", "delay": True},
         },
         "loggers": {"vllm": {"handlers": ["console", "file"], "level": "INFO", "propagate": False}},
     }
@@ -117,15 +126,16 @@ def log_to_run_dir(run_dir: Path) -> Path:
         os.environ["VLLM_LOGGING_CONFIG_PATH"] = cfg_path
         os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
         _reconfigure_vllm_if_imported(cfg)
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    target = QuietFileHandler(log_file, encoding="utf-8", delay=True)
+    target.setFormatter(logging.Formatter(LOG_FORMAT))
+    # Held in memory until an engine that logs into the file itself starts (flush_run_log) or the
+    # command ends: a run on a nearly full disk spends no block on its log before its results.
+    handler = _RunLogBuffer(target)
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.set_name("qwenharness-run-log")
+    _state["buffer"] = handler
     for name in ("", "qwenharness", *_ENGINE_LOGGERS[1:]):
         logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if h.get_name() == "qwenharness-run-log"]:
-            logger.removeHandler(old)
-            old.close()
         logger.addHandler(handler)
     root = logging.getLogger()
     if not any(h.get_name() == "qwenharness-console" for h in root.handlers):
@@ -144,6 +154,30 @@ def log_to_run_dir(run_dir: Path) -> Path:
 _state: dict[str, Any] = {}
 
 
+class _RunLogBuffer(logging.handlers.MemoryHandler):
+    """Buffers run.log's records until `direct()` (then writes each at once) or close."""
+
+    def __init__(self, target: logging.Handler):
+        super().__init__(capacity=100_000, flushLevel=logging.CRITICAL + 1, target=target, flushOnClose=True)
+
+    def direct(self) -> None:
+        self.capacity = 1
+        self.flush()
+
+    def close(self) -> None:
+        super().close()
+        if self.target is not None:
+            self.target.close()
+
+
+def flush_run_log() -> None:
+    """An engine that writes run.log itself (vLLM) is starting: the harness's lines go in first,
+    and from now on as they come."""
+    buffer = _state.get("buffer")
+    if buffer is not None:
+        buffer.direct()
+
+
 def stop_run_log() -> None:
     """Undo `log_to_run_dir` (for callers that run several commands in one process, e.g. tests):
     the run.log handlers go, vLLM's logging settings are restored."""
@@ -151,7 +185,9 @@ def stop_run_log() -> None:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if h.get_name() in ("qwenharness-run-log", "qwenharness-console")]:
             logger.removeHandler(old)
-            old.close()
+    buffer = _state.pop("buffer", None)
+    if buffer is not None:
+        buffer.close()  # writes what it holds
     env = _state.pop("env", None)
     if env is not None:
         for key, value in env.items():
@@ -174,16 +210,13 @@ def _reconfigure_vllm_if_imported(cfg: dict[str, Any]) -> None:
 
 
 def _quiet_transformers_console() -> None:
-    """transformers at INFO into run.log, its own console handler at the console level."""
+    """transformers at the console level (WARNING, or INFO with -v), in run.log too: its INFO lines
+    (every file it opens, whole configs) would be most of the log and say little."""
     try:
         from transformers.utils import logging as tlog
     except Exception:  # noqa: BLE001 - transformers missing or broken: nothing to configure
         return
-    tlog.set_verbosity(logging.INFO)
-    level = getattr(logging, console_level(), logging.WARNING)
-    for h in logging.getLogger("transformers").handlers:
-        if h.get_name() != "qwenharness-run-log":
-            h.setLevel(level)
+    tlog.set_verbosity(getattr(logging, console_level(), logging.WARNING))
 
 
 class RunConsole:

@@ -439,6 +439,10 @@ class Evaluator:
     def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
         """The pool's engine; one header line each time an engine is started."""
         before = getattr(self.pool, "current_key", None)
+        if backend == "vllm" and before != (model, preset, backend):  # vLLM writes run.log itself
+            from .console import flush_run_log
+
+            flush_run_log()
         t0 = time.perf_counter()
         engine = self.pool.get(model, preset, backend)
         if getattr(self.pool, "current_key", before) != before or before is None:

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     import time
 
-    from ..console import RunConsole, log_to_run_dir, stop_run_log
+    from ..console import RunConsole, flush_run_log, log_to_run_dir, stop_run_log
     from ..evaluation import engine_header
     from .common import canonical_models
 
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         log_file = None
     try:
         for config in configs:
+            if args.backend == "vllm":
+                flush_run_log()  # vLLM writes run.log itself: the harness's lines first
             t0 = time.perf_counter()
             engine = open_engine(config, args.backend)
             console.print(engine_header(engine, config.model.name, config.preset, args.backend, "model",
