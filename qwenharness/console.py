@@ -165,9 +165,16 @@ class _RunLogBuffer(logging.handlers.MemoryHandler):
         self.flush()
 
     def close(self) -> None:
+        """Only a flush: vLLM's dictConfig shuts every existing handler down when it configures
+        its own, and run.log must keep receiving the harness's lines after that."""
+        self.flush()
+
+    def finish(self) -> None:
+        self.flush()
+        target = self.target
         super().close()
-        if self.target is not None:
-            self.target.close()
+        if target is not None:
+            target.close()
 
 
 def flush_run_log() -> None:
@@ -187,7 +194,7 @@ def stop_run_log() -> None:
             logger.removeHandler(old)
     buffer = _state.pop("buffer", None)
     if buffer is not None:
-        buffer.close()  # writes what it holds
+        buffer.finish()  # writes what it holds
     env = _state.pop("env", None)
     if env is not None:
         for key, value in env.items():

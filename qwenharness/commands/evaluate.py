@@ -19,7 +19,8 @@ with a fix (bad options, unwritable or full output folder).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import io
+import logging
 import sys
 from pathlib import Path
 
@@ -225,11 +226,11 @@ def run(args: argparse.Namespace) -> int:
             return 130
         table = summary_table(results)
         Console(width=max(Console().width, 140)).print(table)
-        if log_file.exists():
-            with contextlib.suppress(OSError), open(log_file, "a", encoding="utf-8") as f:  # the summary in the log too
-                Console(file=f, width=160, no_color=True).print(table)
+        text = io.StringIO()
+        Console(file=text, width=160, no_color=True).print(table)
+        logging.getLogger("qwenharness.run").info("summary\n%s", text.getvalue().rstrip())  # into run.log
         console.print(f"run [bold]{paths.run_id}[/bold]: results in {paths.run_dir}"
-                      + (f", full log in {log_file}" if log_file.exists() else ""), soft_wrap=True)
+                      + f", full log in {log_file}", soft_wrap=True)
         console.print(f"summaries: {paths.summary_dir / 'latest_summary.json'}, "
                       f"{paths.summary_dir / 'comprehensive_summary.json'}", soft_wrap=True)
         console.print(f"to rerun or continue it (finished samples are reused): {resume}", soft_wrap=True,

@@ -361,7 +361,8 @@ def test_console_is_quiet_and_the_bar_moves(pty_session: tuple[int, str, Path]) 
     assert "qwenharness evaluate --resume pty --results-dir" in plain
     log = (out / "evaluations" / "pty" / "run.log").read_text()
     assert "with config:" in log  # the engine-config dump is in the run's log file only
-    assert "evaluation summary" in log
+    assert "evaluation summary" in log  # the harness's lines after vLLM configured its logging, too
+    assert "engine tiny preset=balanced backend=vllm" in log
 
 
 def test_hf_engine_moves_the_bar_per_batch() -> None:
