@@ -275,8 +275,10 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
+        from ..console import did_you_mean
+
         raise UnknownNameError(f"unknown dataset '{name}'",
-                               f"choose from {', '.join(DATASETS)} or 'all'") from None
+                               did_you_mean(name, DATASETS, f"choose from {', '.join(DATASETS)} or 'all'")) from None
 
 
 def resolve_dataset_names(value: str | list[str] | None) -> list[str]:

@@ -50,6 +50,10 @@ USAGE_ERRORS = [
     (["evaluate", "--model-args", "pretrained=x"], ["--model-args", "--presets"]),
     (["presets", "--models", "qwen3_8"], ["unknown model 'qwen3_8'", "did you mean qwen3_8b?"]),
     (["presets", "--models", "qwen2.5-7b"], ["did you mean qwen2.5_7b?"]),
+    (["datasets", "--summary", "--datasets", "gsm8"], ["unknown dataset 'gsm8'", "did you mean gsm8k?"]),
+    (["fetch-model", "qwen2.5_coder"], ["did you mean qwen2.5_coder_1.5b?"]),
+    (["bench", "--presets", "balance"], ["did you mean balanced?"]),
+    (["compare", "--models", "qwen3_8b,qwen3_14"], ["did you mean qwen3_14b?"]),
 ]
 
 
