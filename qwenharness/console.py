@@ -144,6 +144,7 @@ def log_to_run_dir(run_dir: Path) -> Path:
         console.setLevel(getattr(logging, console_level(), logging.WARNING))
         console.addFilter(DropConfigDump())
         root.addHandler(console)
+    _state.setdefault("root_level", root.level)
     root.setLevel(logging.INFO)
     logging.getLogger("qwenharness").setLevel(logging.INFO)
     logging.getLogger("qwenharness").propagate = False
@@ -195,6 +196,8 @@ def stop_run_log() -> None:
     buffer = _state.pop("buffer", None)
     if buffer is not None:
         buffer.finish()  # writes what it holds
+    if "root_level" in _state:
+        logging.getLogger().setLevel(_state.pop("root_level"))
     env = _state.pop("env", None)
     if env is not None:
         for key, value in env.items():
