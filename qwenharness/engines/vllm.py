@@ -113,6 +113,18 @@ def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
     return kwargs
 
 
+def context_waves(windows: list[tuple[list[int], int]]) -> list[list[int]]:
+    """Indices of (tokens, continuation length) windows in two waves: the first window of each
+    distinct context, then the others, so that the second wave finds its context in the prefix cache."""
+    seen: set[tuple[int, ...]] = set()
+    first, rest = [], []
+    for i, (tokens, n) in enumerate(windows):
+        key = tuple(tokens[:len(tokens) - n])
+        (rest if key in seen else first).append(i)
+        seen.add(key)
+    return [w for w in (first, rest) if w]
+
+
 def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> LoglikelihoodResult | None:
     """The continuation's summed log-probability, or None where a position came from the cache."""
     scored = prompt_logprobs[len(tokens) - n:]
@@ -216,15 +228,7 @@ class VLLMEngine:
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         share = bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs
         params = self._prompt_logprob_params(read_cache=share)
-        waves: list[list[int]] = [list(range(len(windows)))]
-        if share:
-            seen: set[tuple[int, ...]] = set()
-            first, rest = [], []
-            for i, (tokens, n) in enumerate(windows):
-                key = tuple(tokens[:len(tokens) - n])
-                (rest if key in seen else first).append(i)
-                seen.add(key)
-            waves = [w for w in (first, rest) if w]
+        waves = context_waves(windows) if share else [list(range(len(windows)))]
         results: list[LoglikelihoodResult | None] = [None] * len(windows)
         for wave in waves:
             outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in wave], params, use_tqdm=progress)

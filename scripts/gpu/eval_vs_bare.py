@@ -52,6 +52,7 @@ def bare_inputs(engine: Any, task: Any, docs: list[dict[str, Any]], options: Any
     first request of each context, then the others reading its cached blocks); "plain": one call with
     vLLM's defaults for prompt log-probs (no prefix-cache reads), as lm-evaluation-harness sends them."""
     from qwenharness.engines.common import encode_pairs, prompt_token_ids
+    from qwenharness.engines.vllm import context_waves
 
     treqs = task.build_requests(docs, options, fewshot)
     flat = [r for t in treqs for r in t.requests]
@@ -67,15 +68,7 @@ def bare_inputs(engine: Any, task: Any, docs: list[dict[str, Any]], options: Any
         params = engine._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
     else:
         params = engine._prompt_logprob_params(read_cache=share)
-    waves = [list(range(len(windows)))]
-    if share:
-        seen: set[tuple[int, ...]] = set()
-        first, rest = [], []
-        for i, (tokens, n) in enumerate(windows):
-            key = tuple(tokens[:len(tokens) - n])
-            (rest if key in seen else first).append(i)
-            seen.add(key)
-        waves = [w for w in (first, rest) if w]
+    waves = context_waves(windows) if share else [list(range(len(windows)))]
     return [([{"prompt_token_ids": windows[i][0]} for i in w], params) for w in waves], len(flat)
 
 

