@@ -202,22 +202,24 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
 def measure_throughput(engine: Engine, workload: Workload, more_rounds: Sequence[Workload] = ()) -> dict[str, Any]:
     """One batch call over the whole workload; rates over its wall time. `more_rounds` (workloads of
     the same shape with other prompts, so no round reuses another's prefix cache) are timed the same
-    way; the headline rates stay those of the first workload and `rounds` gives the spread."""
+    way; the headline rates are those of the median round (by output tokens/s; the first of the two
+    middle ones for an even count) and `rounds_output_tokens_per_s` / `spread` give the spread."""
     reqs = list(workload.requests)
+    runs: list[tuple[float, list[Generation]]] = []
     with memory_watch() as memory:
-        t0 = time.perf_counter()
-        outs = engine.generate(reqs)
-        elapsed = time.perf_counter() - t0
-        rounds = [sum(g.output_tokens for g in outs) / elapsed]
-        for w in more_rounds:
-            t1 = time.perf_counter()
-            extra = engine.generate(list(w.requests))
-            rounds.append(sum(g.output_tokens for g in extra) / (time.perf_counter() - t1))
-    _check(outs, len(reqs), f"throughput ({workload.name})")
+        for w in [workload, *more_rounds]:
+            t0 = time.perf_counter()
+            outs = engine.generate(list(w.requests))
+            runs.append((time.perf_counter() - t0, outs))
+            _check(outs, len(w.requests), f"throughput ({w.name})")
+    rounds = [sum(g.output_tokens for g in o) / e for e, o in runs]
+    median_round = sorted(range(len(rounds)), key=lambda i: rounds[i])[(len(rounds) - 1) // 2]
+    elapsed, outs = runs[median_round]
     prompt_tokens = sum(g.prompt_tokens for g in outs)
     output_tokens = sum(g.output_tokens for g in outs)
     expected = len(reqs) * workload.output_len
     return {
+        "headline_round": median_round,
         "workload": workload.describe(),
         "elapsed_s": elapsed,
         "num_requests": len(reqs),
