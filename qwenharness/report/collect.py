@@ -291,7 +291,7 @@ def collect(results_dir: str | Path = "results", run_id: str | None = None) -> R
     if run_id is not None and run_id not in runs:
         have = ", ".join(runs) if runs else "none"
         raise HarnessError(f"no run '{run_id}' under {root / EVALUATIONS} (runs stored: {have})",
-                           "pass one of the stored run ids to --run, or omit --run to use the newest results")
+                           "pass one of the stored run ids to --run-id, or omit --run-id to use the newest results")
     unreadable: list[str] = []
     evaluations = read_evaluations(root, run_id, unreadable)
     manifests: dict[str, dict[str, Any]] = {}

@@ -245,7 +245,7 @@ def _reproduce(s: ResultsSnapshot) -> list[str]:
             cmds += recorded
             continue
         if st.get("models") and st.get("datasets"):
-            cmd = (f"qwenharness evaluate --models {','.join(st['models'])} --preset {','.join(st.get('presets') or [])} "
+            cmd = (f"qwenharness evaluate --models {','.join(st['models'])} --presets {','.join(st.get('presets') or [])} "
                    f"--datasets {','.join(st['datasets'])} --backend {st.get('backend')} "
                    f"--results-dir {s.results_dir} --run-id {run}")
             if st.get("sample_limit") is not None:
@@ -261,7 +261,7 @@ def _reproduce(s: ResultsSnapshot) -> list[str]:
     for c in s.comparisons:
         cmds.append(f"qwenharness compare --models {dig(c, 'models', 'a')},{dig(c, 'models', 'b')} --detailed-metrics "
                     f"--results-dir {s.results_dir}")
-    run_arg = f" --run {s.run_id}" if s.run_id else ""
+    run_arg = f" --run-id {s.run_id}" if s.run_id else ""
     cmds.append(f"qwenharness report --results-dir {s.results_dir}{run_arg} --tracker")
     return list(dict.fromkeys(cmds))
 
