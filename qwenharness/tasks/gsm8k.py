@@ -13,6 +13,9 @@ Metrics, as in lm-eval's gsm8k.yaml (its names `exact_match,strict-match` and
 - strict_match: the first match of ``#### (\\-?[0-9\\.\\,]+)`` (group 1); with the chat prompt, the
   format it asks for, ``The final answer is ((-?[$0-9.,]{2,})|(-?[0-9]+))`` (lm-eval's gsm8k_cot_llama);
 - flexible_extract: the LAST match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` (the non-empty group);
+- numeric_match (not lm-eval's): the last ``\\boxed{}``, else the last "The final answer is N", else the
+  last number, compared with the reference as a number, so "8.0" and "$1,000.00" count (found on
+  Qwen2.5-Coder's chat answers, which box "8.0" for a reference of 8);
 - no match gives "[invalid]". Prediction and the full reference answer are then compared by exact
   match after removing, in order, the regexes ",", "\\$", "(?s).*#### ", "\\.$" and lower-casing
   (ignore_case true, ignore_punctuation false).
@@ -72,6 +75,30 @@ def exact_match(prediction: str, reference: str) -> bool:
     return normalize(prediction) == normalize(reference)
 
 
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def numeric_answer(text: str) -> float | None:
+    """The answer as a number: the last \\boxed{...}, else the last "The final answer is ...", else
+    the last number; "$1,000.00" and "8.0" read as 1000 and 8."""
+    boxed = BOXED.findall(text)
+    said = STRICT_CHAT_PATTERN.findall(text)
+    candidate = (boxed[-1] if boxed else said[-1][0] if said else flexible_extract(text))
+    numbers = re.findall(r"-?[0-9][0-9,]*(?:\.[0-9]+)?", candidate.replace("$", ""))
+    if not numbers:
+        return None
+    try:
+        return float(numbers[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def numeric_match(text: str, reference: str) -> bool:
+    """The answer equals the reference as a number (8.0 == 8): what lm-eval's string match misses."""
+    got, want = numeric_answer(text), numeric_answer(final_answer(reference))
+    return got is not None and want is not None and abs(got - want) < 1e-6
+
+
 def final_answer(reference: str) -> str:
     """The number after '####' in a reference answer."""
     return reference.split("####")[-1].strip()
@@ -81,7 +108,7 @@ class GSM8K(AnswerExtractionTask):
     name = "gsm8k"
     output_type = "generate"
     default_n_shot = 5
-    metric_names = ("strict_match", "flexible_extract")
+    metric_names = ("strict_match", "flexible_extract", "numeric_match")
     stop = STOP
     raw_max_tokens = 256
     chat_max_tokens = 1024
@@ -126,9 +153,12 @@ class GSM8K(AnswerExtractionTask):
         reference = doc["answer"]
         s_ok = [float(exact_match(p, reference)) for p in strict]
         f_ok = [float(exact_match(p, reference)) for p in flexible]
-        scores = {"strict_match": sum(s_ok) / len(s_ok), "flexible_extract": sum(f_ok) / len(f_ok)}
-        extra: dict[str, Any] = {"strict_extracted": strict, "flexible_extracted": flexible}
+        n_ok = [float(numeric_match(t, reference)) for t in texts]
+        scores = {"strict_match": sum(s_ok) / len(s_ok), "flexible_extract": sum(f_ok) / len(f_ok),
+                  "numeric_match": sum(n_ok) / len(n_ok)}
+        extra: dict[str, Any] = {"strict_extracted": strict, "flexible_extracted": flexible,
+                                 "numeric_answer": [numeric_answer(t) for t in texts]}
         if len(texts) > 1:
-            extra["per_sample"] = {"strict_match": s_ok, "flexible_extract": f_ok}
+            extra["per_sample"] = {"strict_match": s_ok, "flexible_extract": f_ok, "numeric_match": n_ok}
         return scores, extra
 

@@ -60,7 +60,7 @@ def test_gsm8k_other_problems_answers_score_zero() -> None:
         if final[i] == final[j]:
             continue
         r = task.score_response(d, [docs[j]["answer"]])
-        assert r.scores == {"strict_match": 0.0, "flexible_extract": 0.0}, (d["_index"], r.extra)
+        assert r.scores == {"strict_match": 0.0, "flexible_extract": 0.0, "numeric_match": 0.0}, (d["_index"], r.extra)
         checked += 1
     assert checked > 1200
 

@@ -115,8 +115,8 @@ def test_gsm8k_run_scores_generations_and_strips_thinking() -> None:
     assert [r.doc_id for r in records] == ["7", "8"]
     first, second = records
     # the chat answer's "The final answer is 7" is what strict_match reads with the chat prompt
-    assert first.scores == {"strict_match": 1.0, "flexible_extract": 1.0}
-    assert second.scores == {"strict_match": 0.0, "flexible_extract": 0.0}
+    assert first.scores == {"strict_match": 1.0, "flexible_extract": 1.0, "numeric_match": 1.0}
+    assert second.scores == {"strict_match": 0.0, "flexible_extract": 0.0, "numeric_match": 0.0}
     assert "99" not in first.outputs[0] and "<think>" in first.extra["raw_outputs"][0]
     assert first.extra["thinking"] == ["maybe #### 99"]
     agg = task.aggregate(records)
@@ -234,11 +234,26 @@ def test_strict_match_reads_the_format_the_chat_prompt_asks_for() -> None:
     task = GSM8K()
     reply = "Step 1: 14 + 14 = 28.\nThe final answer is 28."
     scores, extra = task._score_texts(doc, [reply], chat=True)
-    assert scores == {"strict_match": 1.0, "flexible_extract": 1.0} and extra["strict_extracted"] == ["28."]
+    assert scores == {"strict_match": 1.0, "flexible_extract": 1.0, "numeric_match": 1.0}
+    assert extra["strict_extracted"] == ["28."]
     assert task._score_texts(doc, ["14 + 14 = 28\n#### 28"], chat=False)[0]["strict_match"] == 1.0
     assert task._score_texts(doc, ["The final answer is 28."], chat=False)[0]["strict_match"] == 0.0
     # lower-case mid-sentence wording is not the asked-for line (lm-eval's pattern is case-sensitive)
-    assert task._score_texts(doc, ["so the final answer is 28."], chat=True)[0] == {"strict_match": 0.0,
-                                                                                      "flexible_extract": 1.0}
+    assert task._score_texts(doc, ["so the final answer is 28."], chat=True)[0] == {
+        "strict_match": 0.0, "flexible_extract": 1.0, "numeric_match": 1.0}
     # `qwenharness score` on text of unknown origin: the format the text uses
     assert task.score_response(doc, [reply]).scores["strict_match"] == 1.0
+
+
+def test_numeric_match_counts_a_right_answer_written_as_a_decimal() -> None:
+    # Found on Qwen2.5-Coder-1.5B-Instruct (GSM8K, chat): "\boxed{8.0}" for a reference of 8 is right,
+    # but lm-eval's string match (flexible_extract) scores it 0; numeric_match compares numbers.
+    doc = {"question": "q", "answer": "4 + 4 = 8\n#### 8", "_index": 0}
+    reply = "print(total_cost)\n```\n```output\n8.0\n```\nThe total is \\(\\boxed{8.0}\\)."
+    scores, extra = GSM8K()._score_texts(doc, [reply], chat=True)
+    assert scores == {"strict_match": 0.0, "flexible_extract": 0.0, "numeric_match": 1.0}
+    assert extra["numeric_answer"] == [8.0]
+    big = {"question": "q", "answer": "#### 1,000", "_index": 0}
+    assert GSM8K()._score_texts(big, ["The final answer is $1,000.00"], chat=True)[0]["numeric_match"] == 1.0
+    assert GSM8K()._score_texts(doc, ["\\boxed{268}"], chat=True)[0]["numeric_match"] == 0.0
+    assert GSM8K()._score_texts(doc, ["I cannot say"], chat=True)[0]["numeric_match"] == 0.0
