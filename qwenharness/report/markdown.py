@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Any
 from pathlib import Path
 from . import published as pub
 from .collect import ResultsSnapshot, bench_figures, collect, dig, weights_kind
