@@ -86,3 +86,19 @@ class HarnessOptions:
         if self.models_given:
             return self.models
         return GPU_DEFAULT_MODELS if self.gpu else CPU_SCALING_MODELS
+
+
+def sandbox_processes(instance_id: str) -> list[Any]:
+    """Every live (not zombie) process on the machine that carries a sandbox's marker environment
+    variable: what the sandbox tests expect to be empty once a sample is over."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["environ", "status"]):
+        try:
+            env = p.info.get("environ") or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if env.get("QWENHARNESS_SANDBOX") == instance_id and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from qwenharness.sandbox import Limits, Program, Sandbox, SandboxUnavailable, TimeoutPolicy
+from qwenharness.testing import sandbox_processes
 
 FLOOR = 3.0  # seconds; hostile programs that hang are cut here (1.5 s cut a correct probe on a loaded 2-core CI host)
 
@@ -27,15 +28,7 @@ def sandbox() -> Sandbox:
 
 def strays(sb: Sandbox) -> list[psutil.Process]:
     """Every live process, anywhere on the machine, that carries this sandbox's marker."""
-    found = []
-    for p in psutil.process_iter(["environ", "status"]):
-        try:
-            env = p.info.get("environ") or {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if env.get("QWENHARNESS_SANDBOX") == sb.instance_id and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
+    return sandbox_processes(sb.instance_id)
 
 
 def children_now() -> set[int]:

@@ -26,6 +26,8 @@ from typing import Any
 import psutil
 import pytest
 
+from qwenharness.testing import sandbox_processes
+
 from qwenharness.data import load
 from qwenharness.sandbox import Limits, Sandbox, TimeoutPolicy
 from qwenharness.tasks.code import HumanEval
@@ -124,15 +126,7 @@ def token_processes(token: str) -> list[psutil.Process]:
 
 
 def marked_processes(sb: Sandbox) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["environ", "status"]):
-        try:
-            env = p.info.get("environ") or {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if env.get("QWENHARNESS_SANDBOX") == sb.instance_id and p.info.get("status") != "zombie":
-            found.append(p)
-    return found
+    return sandbox_processes(sb.instance_id)
 
 
 def cgroup_leftovers(sb: Sandbox) -> list[str]:
