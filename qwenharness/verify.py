@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,14 @@ def expected_aggregates(results_dir: Path) -> dict[Path, str]:
             for w in inv.get("wrote") or [] if isinstance(inv, dict) else []:
                 if isinstance(w, dict) and isinstance(w.get("aggregate"), str):
                     out.setdefault(run / w["aggregate"], _rel(manifest, results_dir))
+    for _name, path, _key, entry_agg, _entry in summary_entries(results_dir):
+        out.setdefault(entry_agg, _rel(path, results_dir))
+    return out
+
+
+def summary_entries(results_dir: Path) -> Iterator[tuple[str, Path, tuple[str, str, str], Path, dict[str, Any]]]:
+    """(summary name, its path, (model, preset, dataset), the aggregate it was made from, the entry) for
+    every entry with a run id in the run summaries; unreadable summaries and malformed entries are skipped."""
     for name in SUMMARIES:
         path = results_dir / name
         try:
@@ -161,14 +169,13 @@ def expected_aggregates(results_dir: Path) -> dict[Path, str]:
         except (OSError, ValueError):
             continue
         results = s.get("results") if isinstance(s, dict) else None
-        for model, presets in (results or {}).items() if isinstance(results, dict) else []:
-            for preset, datasets in (presets or {}).items() if isinstance(presets, dict) else []:
-                for dataset, entry in (datasets or {}).items() if isinstance(datasets, dict) else []:
-                    run_id = (entry or {}).get("run_id") if isinstance(entry, dict) else None
+        for model, presets in results.items() if isinstance(results, dict) else []:
+            for preset, datasets in presets.items() if isinstance(presets, dict) else []:
+                for dataset, entry in datasets.items() if isinstance(datasets, dict) else []:
+                    run_id = entry.get("run_id") if isinstance(entry, dict) else None
                     if run_id:
                         folder = results_dir / EVALUATIONS / str(run_id) / model.replace("/", "__") / preset
-                        out.setdefault(folder / f"{dataset}.json", _rel(path, results_dir))
-    return out
+                        yield name, path, (model, preset, dataset), folder / f"{dataset}.json", entry
 
 
 def missing_aggregates(results_dir: str | Path, models: Iterable[str] | None = None) -> list[str]:
@@ -184,22 +191,13 @@ def missing_aggregates(results_dir: str | Path, models: Iterable[str] | None = N
 def _summary_disagreements(results_dir: Path) -> list[str]:
     """Summary lines whose metrics differ from the aggregate file they were made from."""
     problems = []
-    for name in SUMMARIES:
-        path = results_dir / name
+    for name, _path, (model, preset, dataset), agg, entry in summary_entries(results_dir):
         try:
-            s = json.loads(path.read_text(encoding="utf-8"))
+            stored = json.loads(agg.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
-        for model, presets in ((s or {}).get("results") or {}).items():
-            for preset, datasets in (presets or {}).items():
-                for dataset, entry in (datasets or {}).items():
-                    agg = results_dir / EVALUATIONS / str(entry.get("run_id")) / model.replace("/", "__") / preset / f"{dataset}.json"
-                    try:
-                        stored = json.loads(agg.read_text(encoding="utf-8"))
-                    except (OSError, ValueError):
-                        continue  # reported as missing or unparseable by the aggregate checks
-                    if entry.get("metrics") != stored.get("metrics"):
-                        problems.append(f"{name}: {model}/{preset}/{dataset} metrics differ from {_rel(agg, results_dir)}")
+            continue  # reported as missing or unparseable by the aggregate checks
+        if entry.get("metrics") != stored.get("metrics"):
+            problems.append(f"{name}: {model}/{preset}/{dataset} metrics differ from {_rel(agg, results_dir)}")
     return problems
 
 
