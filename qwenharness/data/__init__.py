@@ -13,6 +13,8 @@ read from; hub.py: the network). The API other modules use:
     summary(data_dir=None) -> list[dict]                     what `qwenharness datasets --summary` shows
     download(names=None)                                     Hub -> cache, on a machine with network
     verify_dataset(name, data_dir=None)                      every split read and checked
+    parse_selection("mmlu:stem") -> Selection                a part of a dataset (subsets.py); load()
+        and load_docs() take such names too
 """
 
 from .loader import (
@@ -43,16 +45,18 @@ from .registry import (
     DatasetSpec,
     FieldSpec,
     RemoteFile,
+    Subtasks,
     available_datasets,
     get_available_datasets,
     get_dataset_spec,
     resolve_dataset_names,
 )
+from .subsets import Selection, base_name, parse_selection
 
 __all__ = [
     "CACHE_DIR_ENV", "DATASETS", "DATA_DIR_ENV", "DEFAULT_SEED", "DatasetSpec", "DatasetStatus", "Doc", "FieldSpec",
     "RemoteFile", "SplitData", "available_datasets", "cache_dir", "dataset_status", "default_data_dir",
     "doc_id", "download", "find_split_file", "get_available_datasets", "get_dataset_spec", "load",
     "load_docs", "load_split", "read_jsonl", "read_split", "resolve_data_dir", "resolve_dataset_names",
-    "select_indices", "summary", "verify_dataset",
+    "select_indices", "summary", "verify_dataset", "Selection", "Subtasks", "base_name", "parse_selection",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import DataError
 from . import hub
 from .registry import DatasetSpec, FieldSpec, fields_for, get_dataset_spec, resolve_dataset_names
+from .subsets import parse_selection, select_records
 
 DEFAULT_SEED = 1234
 DATA_DIR_ENV = "QWENHARNESS_DATA_DIR"
@@ -244,12 +245,26 @@ def load(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, split: s
     """Rows of a dataset's evaluation split (or `split`) in its Hub schema, the same from local files,
     the cache and the Hub; each row has "_index", its row in the split.
 
-    `limit` takes a reproducible subset (see `select_indices`), in the split's order.
+    `limit` takes a reproducible subset (see `select_indices`), in the split's order. `name` may
+    name a part (`mmlu:stem`, see subsets.py): its rows of the evaluation split, numbered as in the
+    full split; other splits (few-shot pools) are read whole.
     """
-    records = read_split(name, split, data_dir=data_dir, strict=strict).records
+    records = _selected_records(name, split, data_dir, strict)
     if limit is None or limit >= len(records):
         return records
     return [records[i] for i in select_indices(len(records), limit, seed)]
+
+
+def _selected_records(name: str, split: str | None, data_dir: str | os.PathLike[str] | None,
+                      strict: bool) -> list[dict[str, Any]]:
+    selection = parse_selection(name)
+    spec = selection.spec
+    if not selection.is_part or (split or spec.eval_split) != spec.eval_split:
+        return read_split(selection.dataset, split, data_dir=data_dir, strict=strict).records
+    data = read_split(selection.dataset, split, data_dir=data_dir, strict=False)
+    if not strict:
+        return [r for r in data.records if selection.keeps(r)]
+    return select_records(selection, data.records, data.source, len(data.records))
 
 
 def load_split(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -272,7 +287,7 @@ class Doc:
 def load_docs(name: str, limit: int | None = None, seed: int = DEFAULT_SEED, split: str | None = None,
               data_dir: str | os.PathLike[str] | None = None, *, strict: bool = True) -> list[Doc]:
     """`load` with each row's index and id alongside (for per-sample results, resume and `score`)."""
-    spec = get_dataset_spec(name)
+    spec = parse_selection(name).spec
     return [Doc(r["_index"], spec.doc_id(r), r)
             for r in load(name, limit, seed, split, data_dir, strict=strict)]
 

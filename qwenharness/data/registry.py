@@ -38,6 +38,19 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class Subtasks:
+    """A dataset's named parts: each record of the evaluation split belongs to one subtask (the value
+    of `field`), and groups gather subtasks (MMLU: 57 subjects in 4 categories)."""
+
+    field: str
+    rows: dict[str, int]  # subtask -> rows in the evaluation split
+    groups: dict[str, tuple[str, ...]]  # group -> its subtasks
+
+    def group_of(self, subtask: str) -> str | None:
+        return next((g for g, members in self.groups.items() if subtask in members), None)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     title: str
@@ -56,6 +69,7 @@ class DatasetSpec:
     folder: str | None = None  # folder under the data directory; default: name
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     notes: str = ""
+    subtasks: Subtasks | None = None  # `--datasets name:subtask` / `name:group` select a part
 
     @property
     def local_folder(self) -> str:
@@ -123,6 +137,9 @@ class DatasetSpec:
             "local_files": {s: self.local_file(s) for s in self.splits},
             "fields": {f.name: f.type + ("" if f.required else "?") for f in self.fields},
             "id_field": self.id_field, "license": self.license, "notes": self.notes,
+            "subtasks": None if self.subtasks is None else {
+                "field": self.subtasks.field, "rows": dict(self.subtasks.rows),
+                "groups": {g: list(m) for g, m in self.subtasks.groups.items()}},
         }
 
 
@@ -150,6 +167,13 @@ def _mt_bench_normalize(rec: dict[str, Any]) -> dict[str, Any]:
     if rec.get("reference") is None:
         rec.pop("reference", None)  # only math, reasoning and coding questions carry one
     return rec
+
+
+def _mmlu_subtasks() -> Subtasks:
+    from .mmlu_categories import CATEGORIES, SUBJECTS, subjects_of
+
+    return Subtasks("subject", {s: rows for s, (_, rows) in SUBJECTS.items()},
+                    {c: subjects_of(c) for c in CATEGORIES})
 
 
 _FASTCHAT_DATA = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
@@ -212,6 +236,9 @@ _SPECS: tuple[DatasetSpec, ...] = (
         name="mmlu", title="MMLU", task="multiple_choice", hub_id="cais/mmlu", hub_config="all",
         eval_split="test", fewshot_split="dev", splits={"test": 14042, "validation": 1531, "dev": 285},
         license="MIT", fields=_f("question:str subject:str choices:list answer:int"),
+        subtasks=_mmlu_subtasks(),
+        notes="Subtasks: the 57 subjects (mmlu:abstract_algebra, ...) and the four categories of lm-eval "
+              "(mmlu:stem, mmlu:humanities, mmlu:social_sciences, mmlu:other).",
     ),
     DatasetSpec(
         name="truthfulqa_mc", title="TruthfulQA (multiple choice)", task="multiple_choice",

@@ -30,6 +30,11 @@ def get_available_tasks() -> list[str]:
 
 
 def get_task(name: str) -> Task:
+    """The task of a dataset; a part of one (`mmlu:stem`) is checked and gets its dataset's task."""
+    if ":" in name:
+        from ..data.subsets import parse_selection
+
+        name = parse_selection(name).dataset
     try:
         target = _TASKS[name]
     except KeyError:

@@ -30,6 +30,19 @@ class TaskOptions:
     num_samples: int = 1  # samples per problem (pass@k)
     temperature: float | None = None  # None = the task protocol's
     max_tokens: int | None = None
+    fewshot_sampler: str = "harness"  # "harness" (per document) or "lm-eval" (see tasks/fewshot.py)
+    # the rows of every document of the run, in split order: what the "lm-eval" sampler replays over
+    fewshot_order: tuple[int, ...] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as stated in aggregates and fingerprints: fewshot_order (derived from the
+        documents, which the run states already) is left out, and the sampler only when it is not
+        the default, so runs made before it existed keep their fingerprint."""
+        out = asdict(self)
+        out.pop("fewshot_order")
+        if out["fewshot_sampler"] == "harness":
+            out.pop("fewshot_sampler")
+        return out
 
 
 @dataclass
@@ -74,8 +87,11 @@ class Task(ABC):
     name: str  # equals the dataset registry name
     output_type: Literal["loglikelihood", "generate", "multi_turn"]
     default_n_shot: int = 0
-    metric_names: tuple[str, ...] = ()
+    metric_names: tuple[str, ...] = ()  # the metrics the task reports, declared as lm-eval's YAML does
     higher_is_better: bool = True
+    # how examples are chosen: "seeded" (TaskOptions.fewshot_sampler's rule), or a fixed rule of the
+    # task: "first_n" / "first_n_by_subject" (see tasks/fewshot.RULES)
+    fewshot_rule: str = "seeded"
 
     @abstractmethod
     def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
@@ -103,6 +119,29 @@ class Task(ABC):
     def n_shot(self, options: TaskOptions) -> int:
         """The number of worked examples actually put into each prompt under these options."""
         return self.default_n_shot if options.n_shot is None else options.n_shot
+
+    def fewshot_policy(self, options: TaskOptions) -> dict[str, Any]:
+        """Where the examples come from, how they are chosen and with which seed (stated in every
+        aggregate and in `qwenharness datasets --list`)."""
+        from .fewshot import RULES
+
+        n = self.n_shot(options)
+        if n == 0:
+            return {"n_shot": 0, "split": None, "rule": None, "seed": None, "description": "zero-shot"}
+        seeded = self.fewshot_rule == "seeded"
+        rule = options.fewshot_sampler if seeded else self.fewshot_rule
+        return {"n_shot": n, "split": self.fewshot_split(), "rule": rule,
+                "seed": options.seed if seeded else None, "description": RULES[rule]}
+
+    def seeded_shots(self, pool: list[dict[str, Any]] | None, doc: dict[str, Any], n: int,
+                     options: TaskOptions) -> list[dict[str, Any]]:
+        """`n` examples drawn under the options' sampler rule (tasks/fewshot.py)."""
+        from ..data import get_dataset_spec
+        from .fewshot import sample_fewshot
+
+        return sample_fewshot(pool or [], doc, n, options.seed, self.name, sampler=options.fewshot_sampler,
+                              order=options.fewshot_order,
+                              pool_is_eval_split=self.fewshot_split() == get_dataset_spec(self.name).eval_split)
 
     def protocol(self, options: TaskOptions) -> str:
         """The name of the prompting and scoring protocol these options select (stated in aggregates)."""

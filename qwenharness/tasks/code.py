@@ -374,6 +374,7 @@ class HumanEval(_CodeTask):
 class MBPP(_CodeTask):
     name = "mbpp"
     default_n_shot = 3
+    fewshot_rule = "first_n"
 
     def fewshot_split(self) -> str | None:
         return "prompt"

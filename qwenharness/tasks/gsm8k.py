@@ -27,7 +27,6 @@ import re
 from typing import Any
 
 from .base import TaskOptions
-from .fewshot import sample_fewshot
 from .genutil import AnswerExtractionTask
 
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
@@ -140,7 +139,7 @@ class GSM8K(AnswerExtractionTask):
 
     def shots_for(self, doc: dict[str, Any], n_shot: int, options: TaskOptions,
                   fewshot_docs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        return sample_fewshot(fewshot_docs or [], doc, n_shot, options.seed, self.name) if n_shot else []
+        return self.seeded_shots(fewshot_docs, doc, n_shot, options) if n_shot else []
 
     def reference(self, doc: dict[str, Any]) -> str:
         return final_answer(doc["answer"])

@@ -3,7 +3,10 @@
 Each choice becomes one LoglikelihoodRequest(context, continuation). The prediction is the choice
 with the highest summed log-probability (`acc`) or the highest log-probability per character of the
 choice text (`acc_norm`, lm-eval's length normalisation: it divides by `len(choice)`, the choice text
-without the leading space). Prompts follow lm-eval's task YAMLs:
+without the leading space). Each task declares its metrics (`metric_names`) as lm-eval's YAML does:
+acc_norm only for HellaSwag, ARC and PIQA, where choices are texts of different lengths; BoolQ
+("no"/"yes"), WinoGrande (one shared continuation) and MMLU (letters) report acc alone, since a
+length normalisation there only measures the labels' spelling. Prompts follow lm-eval's task YAMLs:
 
 - hellaswag: "{activity_label}: {ctx_a} {ctx_b.capitalize()}" cleaned like lm-eval's `preprocess`
   (" [title]" -> ". ", other "[...]" removed, double spaces collapsed); choices the cleaned endings.
@@ -36,7 +39,7 @@ from typing import Any
 from ..engines.base import LoglikelihoodRequest, LoglikelihoodResult
 from ..errors import ConfigError
 from .base import Output, RunContext, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
-from .fewshot import first_n, sample_fewshot
+from .fewshot import first_n
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -110,7 +113,7 @@ class MultipleChoiceTask(Task):
     """Base for the log-likelihood multiple-choice tasks; subclasses describe prompts and choices."""
 
     output_type = "loglikelihood"
-    metric_names: tuple[str, ...] = ("acc", "acc_norm")
+    metric_names: tuple[str, ...] = ("acc", "acc_norm")  # lm-eval's multiple_choice metrics; see subclasses
     description: str = ""  # text before the few-shot examples (mmlu's subject header)
 
     # --- what a subclass describes -------------------------------------------------------------
@@ -143,8 +146,8 @@ class MultipleChoiceTask(Task):
         return {}
 
     def select_fewshot(self, doc: dict[str, Any], pool: list[dict[str, Any]] | None, n: int,
-                       seed: int) -> list[dict[str, Any]]:
-        return sample_fewshot(pool or [], doc, n, seed, self.name)
+                       options: TaskOptions) -> list[dict[str, Any]]:
+        return self.seeded_shots(pool, doc, n, options)
 
     def fewshot_example(self, doc: dict[str, Any]) -> str:
         return self.doc_to_text(doc) + self.doc_to_continuations(doc)[self.doc_to_gold(doc)]
@@ -163,7 +166,7 @@ class MultipleChoiceTask(Task):
     def item(self, doc: dict[str, Any], options: TaskOptions,
              fewshot_docs: list[dict[str, Any]] | None = None) -> MCItem:
         n = self.n_shot(options)
-        return self.build_item(doc, self.select_fewshot(doc, fewshot_docs, n, options.seed) if n else [])
+        return self.build_item(doc, self.select_fewshot(doc, fewshot_docs, n, options) if n else [])
 
     def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
                        fewshot_docs: list[dict[str, Any]] | None = None) -> list[TaskRequest]:
@@ -210,18 +213,23 @@ class MultipleChoiceTask(Task):
         choices = self.doc_to_choices(doc)
         gold = self.doc_to_gold(doc)
         lls = [r.logprob for r in results]
-        # acc_norm divides by the choice text's length in characters, as lm-eval does.
-        lengths = [float(max(len(c), 1)) for c in self.norm_texts(doc)]
         pred = argmax(lls)
-        pred_norm = argmax([ll / n for ll, n in zip(lls, lengths)])
+        scores = {"acc": float(pred == gold)}
+        extra: dict[str, Any] = {"choices": choices, "pred": pred}
+        if "acc_norm" in self.metric_names:
+            # divided by the choice text's length in characters, as lm-eval does
+            lengths = [float(max(len(c), 1)) for c in self.norm_texts(doc)]
+            pred_norm = argmax([ll / n for ll, n in zip(lls, lengths)])
+            scores["acc_norm"] = float(pred_norm == gold)
+            extra["pred_norm"] = pred_norm
         contexts = [r.context for r in request.requests]  # type: ignore[union-attr]
         return SampleRecord(
             doc_id=request.doc_id,
             prompt=contexts[0] if len(set(contexts)) == 1 else contexts,
             target=gold,
             outputs=[_ll_dict(r, req) for r, req in zip(results, request.requests)],  # type: ignore[arg-type]
-            scores={"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)},
-            extra={"choices": choices, "pred": pred, "pred_norm": pred_norm},
+            scores=scores,
+            extra=extra,
             output_tokens=sum(r.num_tokens for r in results),
         )
 
@@ -338,6 +346,8 @@ class ARCEasy(_ARC):
 class MMLU(MultipleChoiceTask):
     name = "mmlu"
     default_n_shot = 5
+    metric_names = ("acc",)  # lm-eval's mmlu: acc only (the choices are the letters A-D)
+    fewshot_rule = "first_n_by_subject"
 
     def doc_description(self, doc: dict[str, Any]) -> str:
         subject = doc["subject"].replace("_", " ")
@@ -354,14 +364,11 @@ class MMLU(MultipleChoiceTask):
     def doc_to_continuations(self, doc: dict[str, Any]) -> list[str]:
         return [" " + LETTERS[i] for i in range(len(doc["choices"]))]
 
-    def norm_texts(self, doc: dict[str, Any]) -> list[str]:
-        return list(LETTERS[: len(doc["choices"])])  # lm-eval's choices are the letters
-
     def doc_to_gold(self, doc: dict[str, Any]) -> int:
         return int(doc["answer"])
 
     def select_fewshot(self, doc: dict[str, Any], pool: list[dict[str, Any]] | None, n: int,
-                       seed: int) -> list[dict[str, Any]]:
+                       options: TaskOptions) -> list[dict[str, Any]]:
         # lm-eval: `first_n` of the subject's dev rows (dev has exactly five per subject).
         if not pool:
             raise ConfigError(f"mmlu: {n}-shot prompts need the 'dev' split",
@@ -391,11 +398,12 @@ class PIQA(MultipleChoiceTask):
 class WinoGrande(MultipleChoiceTask):
     """Partial scoring (Trinh & Le, 2018): score the words after the blank given each filled-in start.
 
-    acc_norm divides by the continuation's length, which all choices share, so it equals acc (lm-eval
-    reports only acc for winogrande).
+    Only acc: every choice shares one continuation, so a length normalisation would change nothing
+    (lm-eval reports only acc for winogrande).
     """
 
     name = "winogrande"
+    metric_names = ("acc",)
 
     @staticmethod
     def _split(doc: dict[str, Any]) -> tuple[str, str]:
@@ -411,9 +419,6 @@ class WinoGrande(MultipleChoiceTask):
 
     def choice_labels(self, doc: dict[str, Any]) -> list[str]:
         return ["1", "2"]
-
-    def norm_texts(self, doc: dict[str, Any]) -> list[str]:
-        return [self._split(doc)[1]] * 2
 
     def fewshot_example(self, doc: dict[str, Any]) -> str:
         head, tail = self._split(doc)
@@ -432,6 +437,7 @@ class WinoGrande(MultipleChoiceTask):
 
 class BoolQ(MultipleChoiceTask):
     name = "boolq"
+    metric_names = ("acc",)  # lm-eval's boolq: acc only (dividing by len("no") vs len("yes") is an artefact)
 
     def doc_to_text(self, doc: dict[str, Any]) -> str:
         return f"{doc['passage']}\nQuestion: {doc['question']}?\nAnswer:"
@@ -469,15 +475,16 @@ TRUTHFULQA_PRIMER = (
 def mc2_score(lls: list[float], labels: list[int]) -> float:
     """Probability mass of the true answers, normalised over all answers (lm-eval's mc2).
 
-    lm-eval splits the answers at the first false label (the Hub rows list true answers first);
-    this sums over the true labels wherever they are, which is the same on sorted rows. The
-    max-shift keeps very negative log-likelihoods from underflowing to 0/0.
+    As lm-eval 0.4.x's `process_results_mc2`: the true answers are those whose label == 1, wherever
+    they stand in the list (older lm-eval split the list at the first 0 label instead; the two differ
+    on the 2 of 817 rows whose labels are not sorted). The max-shift keeps very negative
+    log-likelihoods from underflowing to 0/0.
     """
     if not lls or len(lls) != len(labels):
         raise ValueError("mc2 needs one log-likelihood per labelled answer")
     top = max(lls)
     probs = [math.exp(ll - top) for ll in lls]
-    return sum(p for p, lab in zip(probs, labels) if lab) / sum(probs)
+    return sum(p for p, lab in zip(probs, labels) if lab == 1) / sum(probs)
 
 
 class TruthfulQAMC(MultipleChoiceTask):
@@ -488,6 +495,10 @@ class TruthfulQAMC(MultipleChoiceTask):
 
     name = "truthfulqa_mc"
     metric_names = ("mc1", "mc2")
+
+    def fewshot_policy(self, options: TaskOptions) -> dict[str, Any]:
+        return {"n_shot": 0, "split": None, "rule": None, "seed": None,
+                "description": "zero-shot; the prompt itself holds lm-eval's fixed 6-shot QA primer"}
 
     def doc_to_text(self, doc: dict[str, Any]) -> str:
         return TRUTHFULQA_PRIMER + "\n\nQ: " + doc["question"] + "\nA:"

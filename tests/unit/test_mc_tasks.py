@@ -77,7 +77,7 @@ def test_winogrande_partial_scoring() -> None:
     head = "The trophy did not fit in the case because "
     assert [r.context for r in batch] == [head + "the trophy", head + "the case"]
     assert [r.continuation for r in batch] == [" was too big."] * 2
-    assert rec.scores == {"acc": 1.0, "acc_norm": 1.0}
+    assert rec.scores == {"acc": 1.0}  # lm-eval defines no acc_norm for winogrande
     assert rec.prompt == [head + "the trophy", head + "the case"]
 
 
@@ -229,3 +229,32 @@ def test_engine_result_count_mismatch_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="results for"):
         get_task("piqa").run([PIQA_DOC], Short(lambda c, k: -1.0), TaskOptions())
+
+
+# lm-eval 0.4.x task YAMLs: acc_norm is defined for these and for no other multiple-choice task here
+LM_EVAL_METRICS = {"hellaswag": ("acc", "acc_norm"), "arc_easy": ("acc", "acc_norm"),
+                   "arc_challenge": ("acc", "acc_norm"), "piqa": ("acc", "acc_norm"), "boolq": ("acc",),
+                   "winogrande": ("acc",), "mmlu": ("acc",), "truthfulqa_mc": ("mc1", "mc2")}
+
+
+@pytest.mark.parametrize("name", sorted(LM_EVAL_METRICS))
+def test_declared_metrics_match_lm_eval(name: str) -> None:
+    assert get_task(name).metric_names == LM_EVAL_METRICS[name]
+
+
+def test_boolq_reports_no_acc_norm() -> None:
+    """BoolQ's acc_norm was an artefact of len('no') vs len('yes'): gone from scores and aggregate."""
+    task = get_task("boolq")
+    doc = {"_index": 0, "passage": "Water is wet.", "question": "is water wet", "answer": True}
+    # per character " yes" (-3.3/3) beats " no" (-3.0/2); the sum prefers "no"
+    (rec,) = task.run([doc], FakeLLContext(table({"no": -3.0, "yes": -3.3})), TaskOptions())
+    assert rec.scores == {"acc": 0.0} and "pred_norm" not in rec.extra
+    assert set(task.aggregate([rec])) == {"acc"}
+
+
+def test_mc2_counts_labels_equal_to_one_wherever_they_stand() -> None:
+    """An unsorted row (a true answer after a false one): the true mass is over labels == 1."""
+    lls = [-1.0, -2.0, -0.5]
+    labels = [1, 0, 1]
+    mass = [math.exp(x) for x in lls]
+    assert mc2_score(lls, labels) == pytest.approx((mass[0] + mass[2]) / sum(mass))
