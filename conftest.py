@@ -22,6 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--datasets", default=None, help="comma-separated datasets or 'all' (default: all 14)")
     g.addoption("--sample-limit", default=None,
                 help="samples per dataset (reproducible subset): N, or name=N,...[,default=N]")
+    g.addoption("--doc-ids", default=None,
+                help='exactly these documents per dataset: \'{"arc_easy": [0, 17]}\' or a file holding that object')
     g.addoption("--backend", default="auto",
                 help="vllm, hf, or both comma-separated (default: vllm on GPU, vllm,hf on CPU)")
     g.addoption("--data-dir", default=None, help="folder of local dataset files (default: see README)")

@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,10 @@ from .errors import ConfigError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
 from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .run_context import CachedRunContext, EngineFn
-from .selection import SampleLimits, parse_sample_limits
+from .data.registry import DATASETS
+from .data.subsets import base_name, parse_selection
+from .grouping import group_aggregates
+from .selection import SampleLimits, parse_sample_limits, select_docs
 from .tasks.base import SampleRecord, Task, TaskOptions
 
 DEFAULT_ERROR_BUDGET = 0.05  # used only when qwenharness/config/gates.toml cannot be read
@@ -58,7 +61,10 @@ class EvalSettings:
     # samples per dataset: one count, or per-dataset counts ("arc_easy=200,default=40" or a
     # selection.SampleLimits; stored in the manifest as that text)
     sample_limit: int | str | SampleLimits | None = None
+    # exact documents per dataset (--doc-ids): dataset -> ids; a dataset named here ignores sample_limit
+    doc_ids: dict[str, list[str]] | None = None
     seed: int = DEFAULT_SEED
+    fewshot_sampler: str = "harness"  # or "lm-eval": lm-evaluation-harness's draw (tasks/fewshot.py)
     data_dir: str | None = None
     n_shot: int | None = None
     num_samples: int = 1
@@ -80,11 +86,18 @@ class EvalSettings:
         return out
 
     def limit_for(self, dataset: str) -> int | None:
-        """The sample count of one dataset (None: every document)."""
+        """The sample count of one dataset (None: every document, or the ones --doc-ids names)."""
+        if self.ids_for(dataset) is not None:
+            return None
         limits = self.sample_limit
         if not isinstance(limits, SampleLimits):
             limits = parse_sample_limits(limits)
         return limits.for_dataset(dataset)
+
+    def ids_for(self, dataset: str) -> list[str] | None:
+        """The document ids --doc-ids gives for one dataset, or None."""
+        ids = (self.doc_ids or {}).get(dataset)
+        return [str(i) for i in ids] if ids is not None else None
 
 
 @dataclass
@@ -127,6 +140,7 @@ def task_options(task: Task, model: str, settings: EvalSettings) -> TaskOptions:
         n_shot=settings.n_shot, seed=settings.seed, chat=chat,
         enable_thinking=settings.thinking if spec.thinking_mode else None,
         num_samples=settings.num_samples, temperature=settings.temperature, max_tokens=settings.max_tokens,
+        fewshot_sampler=settings.fewshot_sampler,
     )
 
 
@@ -466,9 +480,15 @@ class Evaluator:
             task.data_dir = s.data_dir  # type: ignore[attr-defined]
         options = task_options(task, model, s)
         limit = s.limit_for(dataset)
+        wanted = s.ids_for(dataset)
         docs_meta = load_docs(dataset, limit, s.seed, data_dir=s.data_dir)
+        if wanted is not None:
+            docs_meta = select_docs(docs_meta, wanted, dataset)
+        selection = parse_selection(dataset) if base_name(dataset) in DATASETS else None
         docs = [{**d.record, "_index": d.index} for d in docs_meta]
         ids = [d.id for d in docs_meta]
+        if options.fewshot_sampler == "lm-eval":  # its draws follow the run's documents in order
+            options = replace(options, fewshot_order=tuple(d["_index"] for d in docs))
         fewshot = None
         split = task.fewshot_split()
         n_shot = task.n_shot(options)
@@ -483,10 +503,12 @@ class Evaluator:
             if hasattr(task, "judge_max_tokens"):
                 task.judge_max_tokens = s.judge_max_tokens  # type: ignore[attr-defined]
         fingerprint_src = {
-            "options": asdict(options), "sample_limit": limit, "seed": s.seed, "config_key": config.key,
+            "options": options.to_dict(), "sample_limit": limit, "seed": s.seed, "config_key": config.key,
             "backend": backend, "judge": judge_config.key if judge_config else None,
             "judge_max_tokens": s.judge_max_tokens if uses_judge else None,
         }
+        if wanted is not None:  # only when given, so runs made before --doc-ids keep their fingerprint
+            fingerprint_src["doc_ids"] = wanted
         fingerprint = stable_hash(fingerprint_src)[:16]
         entry_key = f"{model}/{preset}/{dataset}"
         previous = self.store.read_manifest().get("evaluations", {}).get(entry_key)
@@ -531,6 +553,9 @@ class Evaluator:
         records = [done[i] for i in ids]
 
         aggregate = self._aggregate(task, records, docs, ids)
+        grouped = group_aggregates(task, selection, records, docs) if selection is not None else None
+        if grouped is not None:
+            aggregate.update(grouped)
         engine_info = None
         current = getattr(self.pool, "current_key", None)
         if ctx.engine_opened and current and tuple(current[:3]) == (model, preset, backend):
@@ -542,11 +567,14 @@ class Evaluator:
             "run_id": self.store.paths.run_id, "model": model, "preset": preset, "dataset": dataset,
             "backend": backend, "config_key": config.key, "fingerprint": fingerprint,
             "task": {"name": task.name, "output_type": task.output_type, "n_shot": task.n_shot(options),
+                     "metrics": list(task.metric_names), "fewshot": task.fewshot_policy(options),
                      "protocol": task.protocol(options), "chat_template": options.chat,
                      "chat_template_sha256": chat_template_hash(config) if options.chat else None,
                      "generation_settings": ctx.stats.generation_settings,
                      "isolation": task.isolation(records) if hasattr(task, "isolation") else None},
-            "options": asdict(options), "sample_limit": limit, "seed": s.seed,
+            "options": options.to_dict(), "sample_limit": limit, "seed": s.seed,
+            "selection": {**(selection.to_dict() if selection is not None else {"name": dataset}),
+                          "doc_ids": wanted},
             "judge": {"model": judge_name, "config_key": judge_config.key} if judge_config else None,
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
                         **ctx.stats.to_dict()},

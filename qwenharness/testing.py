@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .hardware import GPUSpec, detect_gpu
-from .selection import SampleLimits, parse_sample_limits
+from .selection import DocIds, SampleLimits, parse_doc_ids, parse_sample_limits
 
 CPU_DEFAULT_MODELS = ["tiny"]
 CPU_SCALING_MODELS = ["tiny", "tiny-2x"]
@@ -50,6 +50,7 @@ class HarnessOptions:
     load_format: str
     gpu: GPUSpec | None = field(default=None)
     models_given: bool = False
+    doc_ids: DocIds = field(default_factory=DocIds)  # --doc-ids
 
     @classmethod
     def from_pytest(cls, config) -> "HarnessOptions":  # noqa: ANN001 - pytest.Config
@@ -72,7 +73,8 @@ class HarnessOptions:
             presets=presets or get_available_presets(),
             datasets=datasets or get_available_tasks(),
             backends=backends,
-            sample_limits=parse_sample_limits(opt("--sample-limit"), get_available_tasks()),
+            sample_limits=parse_sample_limits(opt("--sample-limit"), [*get_available_tasks(), *datasets]),
+            doc_ids=parse_doc_ids(opt("--doc-ids"), datasets or get_available_tasks()),
             data_dir=opt("--data-dir") or os.environ.get("QWENHARNESS_DATA_DIR"),
             results_dir=Path(opt("--results-dir")),
             run_id=opt("--run-id"),

@@ -2,7 +2,8 @@
 
   --summary (default)  per dataset: status (local / cached / missing), rows, size, source; every line
                        is parsed (exit 1 if a file has a malformed line; schemas: --check)
-  --list               the registry: Hub id, config, splits, local files, task kind
+  --list               the registry: Hub id, config, splits, local files, task kind, metrics, few-shot
+                       policy (source split, selection rule, seed) and subtasks/groups
   --check              read every split in full and check its schema and row count (exit 1 on a problem)
   --download           fetch from the Hub into the cache (needs network)
 """
@@ -26,6 +27,7 @@ from ..data import (
     verify_dataset,
 )
 from ..errors import DataError
+from ..tasks.fewshot import RULES
 from .common import add_data_dir, name_list
 
 
@@ -109,23 +111,53 @@ def _summary(names: list[str], data_dir: str | None, as_json: bool) -> int:
     return code
 
 
+def fewshot_text(policy: dict, pool: str | None, seed_default: int) -> str:
+    """One line of few-shot policy: how many, from which split, chosen how, with which seed."""
+    if policy["n_shot"] == 0:
+        base = policy["description"]
+        if pool:
+            base += f" (--n-shot N draws from {pool}, harness rule, seed {seed_default})"
+        return base
+    seed = f", seed {policy['seed']}" if policy["seed"] is not None else ""
+    return f"{policy['n_shot']}-shot from {policy['split']}: {policy['rule']}{seed}"
+
+
 def _list(names: list[str], as_json: bool) -> int:
+    from ..tasks import TaskOptions, get_task
+
     specs = [get_dataset_spec(n) for n in names]
+    tasks = {s.name: get_task(s.name) for s in specs}
+    options = TaskOptions()  # the defaults: completion prompts, harness sampler, seed 1234
+    policies = {n: t.fewshot_policy(options) for n, t in tasks.items()}
     if as_json:
-        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        print(json.dumps([{**s.to_dict(), "metrics": list(tasks[s.name].metric_names),
+                           "fewshot": {**policies[s.name], "pool": tasks[s.name].fewshot_split()}}
+                          for s in specs], indent=2))
         return 0
     table = Table(title="dataset registry")
-    for col in ("dataset", "task", "Hub source (eval split)", "splits (rows)", "local file", "license"):
+    for col in ("dataset", "task", "Hub source (eval split)", "splits (rows)", "local file", "metrics",
+                "few-shot (default)", "license"):
         table.add_column(col, overflow="fold")
     for s in specs:
         splits = ", ".join(f"{k} {v}" for k, v in s.splits.items())
+        task = tasks[s.name]
         table.add_row(s.name, s.task, escape(s.hub_source()), escape(splits), escape(s.local_file(s.eval_split)),
-                      s.license)
+                      ", ".join(task.metric_names),
+                      escape(fewshot_text(policies[s.name], task.fewshot_split(), options.seed)), s.license)
     console = _console()
     console.print(table)
+    console.print("few-shot rules: " + "; ".join(f"{k}: {escape(v)}" for k, v in RULES.items())
+                  + " (--fewshot-sampler lm-eval draws seeded shots as lm-evaluation-harness does). lm-eval's "
+                  "ARC, HellaSwag, PIQA, WinoGrande and BoolQ draw shots from train, which these datasets do not "
+                  "carry here; their pool is validation, so shots from the same pool are identical, not the "
+                  "same examples as lm-eval's.")
     for s in specs:
         if s.notes:
             console.print(f"[bold]{s.name}[/bold]: {escape(s.notes)}")
+        if s.subtasks is not None:
+            groups = "; ".join(f"{g} ({len(m)}): {', '.join(m)}" for g, m in s.subtasks.groups.items())
+            console.print(f"[bold]{s.name}[/bold] groups (--datasets {s.name}:<group> or {s.name}:<subtask>): "
+                          f"{escape(groups)}")
     return 0
 
 

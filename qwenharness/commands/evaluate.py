@@ -27,7 +27,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..presets import DEFAULT_PRESET, DEFAULT_SEED
 from ..results import RunPaths, read_json, resolve_run_paths
-from ..selection import parse_sample_limits
+from ..selection import parse_doc_ids, parse_sample_limits
+from ..tasks.fewshot import SAMPLERS
 from .common import (
     add_data_dir,
     add_verbose,
@@ -44,6 +45,7 @@ from .common import (
 LM_EVAL_EPILOG = """\
 lm-evaluation-harness spellings are accepted where the meaning is the same:
   --tasks = --datasets, --limit = --sample-limit, --num-fewshot = --n-shot, --output-path = --output-dir,
+  --samples = --doc-ids (dataset names as here: mmlu:abstract_algebra, not mmlu_abstract_algebra),
   --apply-chat-template = use the chat template (already the default for instruct models),
   --log-samples = nothing to do (per-sample records are always written).
   --model / --model-args have no counterpart: use --models and --presets.
@@ -62,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-limit", metavar="N|NAME=N,...", type=sample_limit_text,
                    help="samples per dataset (a reproducible seeded subset): N, or per dataset "
                    "name=N,...,default=N (datasets not named get default, else all)")
+    p.add_argument("--doc-ids", metavar="JSON|FILE", type=doc_ids_text,
+                   help='exactly these documents, per dataset: \'{"arc_easy": [0, 17]}\' or a file holding that '
+                   "object (ids as in .samples.jsonl's doc_id); datasets not named follow --sample-limit")
+    p.add_argument("--fewshot-sampler", choices=SAMPLERS,
+                   help="how seeded few-shot examples are drawn: harness (per document, the default) or lm-eval "
+                   "(lm-evaluation-harness's rule, for identical shots from the same pool)")
     p.add_argument("--output-dir", help="the run directory itself (its name is the run id)")
     p.add_argument("--results-dir", default="results", help="root of results (default: results)")
     p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
@@ -90,11 +98,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", dest="num_samples", type=positive_int, help=hidden)
     p.add_argument("--tasks", dest="datasets", type=name_list, help=hidden)
     p.add_argument("--limit", dest="sample_limit", type=sample_limit_text, help=hidden)
+    p.add_argument("--samples", dest="doc_ids", type=doc_ids_text, help=hidden)
     p.add_argument("--num-fewshot", dest="n_shot", type=non_negative_int, help=hidden)
     p.add_argument("--output-path", dest="output_dir", help=hidden)
     p.add_argument("--apply-chat-template", dest="chat", action="store_true", help=hidden)
     p.add_argument("--log-samples", action="store_true", help=hidden)
     p.set_defaults(handler=run)
+
+
+def doc_ids_text(value: str) -> str:
+    """argparse type of --doc-ids: a JSON object or a file holding one (dataset names are checked later)."""
+    from ..errors import HarnessError
+    from ..selection import parse_doc_ids
+
+    try:
+        parse_doc_ids(value)
+    except HarnessError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def _resume_paths(value: str, results_dir: str) -> RunPaths:
@@ -140,7 +161,7 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     for m in models:
         get_model_spec(m)
     for d in datasets:
-        get_task(d)
+        get_task(d)  # checks a part too (mmlu:stem)
     for p in presets:
         get_preset(p)
     judge = pick(args.judge_model, "judge_model", None)
@@ -148,8 +169,14 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
         get_model_spec(str(judge))
     # the parser checks the options given; values taken from a manifest are checked again here
     limit_text = pick(args.sample_limit, "sample_limit", None)
-    limits = parse_sample_limits(limit_text if limit_text is None else str(limit_text), list(get_available_datasets()))
+    limits = parse_sample_limits(limit_text if limit_text is None else str(limit_text),
+                                 list(dict.fromkeys([*get_available_datasets(), *datasets])))
     sample_limit: int | str | None = str(limits) if limits.per_dataset else limits.default
+    doc_ids = parse_doc_ids(pick(args.doc_ids, "doc_ids", None), datasets)  # type: ignore[arg-type]
+    both = [d for d in doc_ids.per_dataset if d in limits.per_dataset]
+    if both:
+        raise ConfigError(f"{both[0]} is given both --doc-ids and a --sample-limit count",
+                          f"drop {both[0]}=N from --sample-limit, or drop it from --doc-ids")
     num_samples = pick(args.num_samples, "num_samples", 1)
     if int(num_samples) < 1:  # type: ignore[arg-type]
         raise ConfigError(f"--samples-per-problem must be at least 1, got {num_samples}",
@@ -163,7 +190,8 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
     return EvalSettings(
         models=models, datasets=datasets, presets=presets,
         backend=str(pick(args.backend, "backend", "vllm")),
-        sample_limit=sample_limit,
+        sample_limit=sample_limit, doc_ids=doc_ids.to_dict() or None,
+        fewshot_sampler=str(pick(args.fewshot_sampler, "fewshot_sampler", "harness")),
         seed=int(pick(args.seed, "seed", DEFAULT_SEED)),  # type: ignore[arg-type]
         data_dir=pick(args.data_dir, "data_dir", None),  # type: ignore[arg-type]
         n_shot=pick(args.n_shot, "n_shot", None),  # type: ignore[arg-type]

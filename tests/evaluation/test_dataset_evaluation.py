@@ -36,11 +36,13 @@ def _read_json(path: Path) -> dict:
 
 
 def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name: str) -> None:
-    limit = harness.sample_limits.for_dataset(dataset_name) or DEFAULT_SAMPLE_LIMIT
+    wanted = harness.doc_ids.for_dataset(dataset_name)  # --doc-ids: exactly those documents
+    limit = None if wanted else harness.sample_limits.for_dataset(dataset_name) or DEFAULT_SAMPLE_LIMIT
     preset = _preset(harness)
     backend = harness.backends[0]
     settings = EvalSettings(models=[model_name], datasets=[dataset_name], presets=[preset], backend=backend,
-                            sample_limit=limit, data_dir=harness.data_dir, load_format=harness.load_format,
+                            sample_limit=limit, doc_ids=harness.doc_ids.to_dict() or None,
+                            data_dir=harness.data_dir, load_format=harness.load_format,
                             progress=False)
     paths = resolve_run_paths(harness.results_dir, harness.run_id)
     results = Evaluator(settings, paths, pool=engine_pool, replace_stale=True).run()
@@ -49,7 +51,8 @@ def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name:
     assert result.ok, f"{model_name}/{dataset_name} failed: {result.error}"
 
     # every sample produced exactly one record
-    expected = [d.id for d in load_docs(dataset_name, limit, settings.seed, data_dir=harness.data_dir)]
+    expected = list(wanted) if wanted else [
+        d.id for d in load_docs(dataset_name, limit, settings.seed, data_dir=harness.data_dir)]
     run_dir = paths.run_dir
     samples = read_jsonl(run_dir / model_name / preset / f"{dataset_name}.samples.jsonl")
     ids = [s["doc_id"] for s in samples]
