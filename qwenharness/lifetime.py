@@ -15,15 +15,17 @@ becomes a small *guard* that forks the *worker* doing the work, then only waits 
 * The command ends normally: the guard gives leftovers a moment to exit, then kills them.
 * Temporary files: the worker's ``TMPDIR`` is a private folder ``<tmp>/qwenharness-<pid>-*`` that
   the survivor removes; a command that starts sweeps the folders of guards that are gone (both
-  processes killed at once, e.g. by the OOM killer or ``kill -9`` of the process group).
+  processes killed at once, e.g. by the OOM killer).
 
 A library user that opens engines itself (the pytest session, through the EnginePool) is not
 supervised; `track_children` hands the engine's processes to a small reaper child that kills them
 once its parent is gone, kill -9 included.
 
-Signals: Ctrl-C reaches the whole foreground process group, so the worker sees it directly (the
-guard ignores a terminal's SIGINT); SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the guard alone are
-passed on to the worker. Linux only; elsewhere, or with ``QWENHARNESS_SUPERVISE=0``, the command
+Signals: the worker runs in a process group of its own, so a terminal's Ctrl-C (sent to the
+foreground group) reaches the guard alone, as do signals sent to the guard's group; the guard passes
+SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the worker, once. The engine processes the worker starts
+share the worker's group and hear nothing until the worker shuts them down. Linux only; elsewhere, or
+with ``QWENHARNESS_SUPERVISE=0``, the command
 runs unsupervised in the calling process.
 """
 
@@ -49,7 +51,6 @@ OWNER_FILE = ".owner"
 GRACE_S = 3.0  # leftovers get this long to exit by themselves after a normal end
 _PR_SET_CHILD_SUBREAPER = 36
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's Ctrl-C)
 
 
 def supported() -> bool:
@@ -186,6 +187,13 @@ def run_supervised(work: Callable[[], int]) -> int:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_FORWARDED, signal.SIGCHLD})
     pid = os.fork()
     if pid == 0:  # the worker
+        # Out of the terminal's foreground process group: a Ctrl-C reaches the guard alone, which
+        # passes one SIGINT to the worker; the engine processes the worker starts (vLLM's EngineCore)
+        # never see it, so they are shut down by the worker instead of dying mid-step with tracebacks.
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+        # Still allowed to write to (and set modes of) the terminal it no longer owns.
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_end)
         code = 1
@@ -250,8 +258,6 @@ def _guard(worker: int) -> int:
         info = signal.sigtimedwait({*_FORWARDED, signal.SIGCHLD}, 0.5)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
-        if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
-            continue  # a terminal's Ctrl-C: the worker, in the same process group, has it already
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker, info.si_signo)
 

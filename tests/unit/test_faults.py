@@ -36,6 +36,7 @@ from qwenharness.errors import StorageError, storage_error
 from qwenharness.evaluation import DatasetResult, EvalSettings, Evaluator
 from qwenharness.results import ResultStore, append_jsonl, resolve_run_paths
 from qwenharness.tasks.base import SampleRecord, Task, TaskRequest
+from qwenharness.engines.base import IN_PROCESS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -463,6 +464,26 @@ def test_signals_reach_the_worker_once(target: str, sig: int, code: int, tmp_pat
     assert_nothing_left(proc.pid, snapshot, marker)
 
 
+GROUP_SCRIPT = """
+import os
+from qwenharness import lifetime
+def work():
+    print(os.getpgid(0), os.getpgid(os.getppid()), flush=True)
+    return 0
+raise SystemExit(lifetime.run_supervised(work))
+"""
+
+
+def test_the_worker_is_out_of_the_terminals_process_group() -> None:
+    """A terminal's Ctrl-C goes to the foreground group: only the guard may be in it, so that the
+    engine processes under the worker are shut down by the worker, not interrupted mid-step."""
+    env = {k: v for k, v in os.environ.items() if k not in (lifetime.GUARDED_ENV, lifetime.SUPERVISE_ENV)}
+    done = subprocess.run([sys.executable, "-c", GROUP_SCRIPT], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    worker_group, guard_group = map(int, done.stdout.split())
+    assert worker_group != guard_group
+
+
 REAPER_SCRIPT = """
 import os, signal, subprocess
 from qwenharness import lifetime
@@ -528,6 +549,7 @@ def test_kill_9_of_a_library_user_ends_its_engine(tmp_path: Path, data_dir: Path
 
 class _Engine:
     name = "fake"
+    capabilities = IN_PROCESS
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]:
         return [Generation(text="1", prompt_tokens=1, output_tokens=1, finish_reason="stop", latency_s=0.0)
