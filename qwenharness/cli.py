@@ -11,7 +11,8 @@ import sys
 from . import __version__
 from .errors import HarnessError, storage_error
 
-COMMANDS = ("models", "presets", "datasets", "fetch-model", "evaluate", "score", "bench", "compare", "report")
+COMMANDS = ("models", "presets", "datasets", "fetch-model", "evaluate", "score", "bench", "compare", "report",
+            "parity")
 
 
 # lm-evaluation-harness options with no counterpart here, and what to use instead
