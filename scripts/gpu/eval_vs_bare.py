@@ -79,11 +79,15 @@ def main() -> int:
     ap.add_argument("--datasets", default="hellaswag,gsm8k,mmlu")
     ap.add_argument("--limit", action="append", default=[], help="DATASET=N docs (default: all)")
     ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--load-format", default="dummy", choices=("auto", "dummy"))
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--order", choices=("bare-first", "harness-first"), default="bare-first")
     ap.add_argument("--bare", choices=("waves", "plain"), default="waves",
                     help="waves: the engine's own vLLM calls (prefix-cache waves); plain: one call, vLLM defaults")
+    ap.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
+                    help="raw prompts for generation tasks too (GSM8K 5-shot 'Question: ... Answer:', "
+                         "lm-eval's gsm8k YAML; what lmeval_compare.py runs)")
     args = ap.parse_args()
 
     from qwenharness.data import load, load_docs
@@ -94,8 +98,9 @@ def main() -> int:
 
     limits = _limits(args.limit)
     out: dict[str, Any] = {"model": args.model, "preset": args.preset, "order": args.order, "bare": args.bare,
+                           "chat": args.chat, "load_format": args.load_format,
                            "datasets": {}}
-    pool = EnginePool(load_format="dummy")
+    pool = EnginePool(load_format=args.load_format)
     t0 = time.perf_counter()
     engine = pool.get(args.model, args.preset, "vllm")
     out["engine_start_s"] = time.perf_counter() - t0
@@ -114,7 +119,8 @@ def main() -> int:
     for ds in [d for d in args.datasets.split(",") if d]:
         limit = limits.get(ds)
         settings = EvalSettings(models=[args.model], datasets=[ds], presets=[args.preset], backend="vllm",
-                                sample_limit=limit, data_dir=args.data_dir, load_format="dummy", progress=False)
+                                sample_limit=limit, data_dir=args.data_dir, load_format=args.load_format, progress=False,
+                                chat=args.chat)
         task = get_task(ds)
         if hasattr(task, "data_dir"):
             task.data_dir = args.data_dir
@@ -139,7 +145,8 @@ def main() -> int:
             row["output_tokens"] = sum(len(o.outputs[0].token_ids) for o in outs)
 
         def run_harness() -> None:
-            paths = resolve_run_paths(args.results_dir, run_id=f"{args.model}-{args.preset}-{ds}")
+            # a fresh run id: an earlier run in the same results folder would answer from its response cache
+            paths = resolve_run_paths(args.results_dir, run_id=f"{args.model}-{args.preset}-{ds}-{time.strftime('%Y%m%dT%H%M%S')}")
             t = time.perf_counter()
             results = Evaluator(settings, paths, pool=pool, argv=["eval_vs_bare.py", ds]).run()
             row["harness_s"] = time.perf_counter() - t
