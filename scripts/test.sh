@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p reports
 exec .venv/bin/python -m pytest --html=reports/tests.html --self-contained-html \
-  --benchmark-json=reports/benchmarks.json "$@"
+  --benchmark-json=reports/benchmarks.json --durations=30 "$@"
