@@ -258,3 +258,38 @@ def test_mc2_counts_labels_equal_to_one_wherever_they_stand() -> None:
     labels = [1, 0, 1]
     mass = [math.exp(x) for x in lls]
     assert mc2_score(lls, labels) == pytest.approx((mass[0] + mass[2]) / sum(mass))
+
+
+def _lm_eval_draws(pool: list[dict[str, Any]], docs: list[dict[str, Any]], n: int, seed: int,
+                   exclude: bool) -> list[list[dict[str, Any]]]:
+    """lm-eval 0.4.x's own ContextSampler, drawing for each doc in order as build_all_requests does."""
+    samplers = pytest.importorskip("lm_eval.api.samplers")
+    strip = [{k: v for k, v in r.items() if k != "_index"} for r in pool]
+    sampler = samplers.ContextSampler(strip, rnd=seed)
+    return [list(sampler.sample(n, eval_doc={k: v for k, v in d.items() if k != "_index"} if exclude else None))
+            for d in docs]
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_lm_eval_sampler_gives_lm_evals_shots(exclude: bool) -> None:
+    pool = [{"_index": i, "x": i} for i in range(40)]
+    docs = [pool[i] for i in (3, 8, 9, 21, 39)] if exclude else [{"_index": i, "x": 100 + i} for i in (3, 8, 9)]
+    order = tuple(d["_index"] for d in docs)
+    ours = [[{k: v for k, v in r.items() if k != "_index"} for r in
+             sample_fewshot(pool, d, 4, 1234, "t", sampler="lm-eval", order=order, pool_is_eval_split=exclude)]
+            for d in reversed(docs)]  # asked for in any order: the draws follow the split order
+    assert list(reversed(ours)) == _lm_eval_draws(pool, docs, 4, 1234, exclude)
+    if exclude:
+        assert all({"x": d["x"]} not in shots for d, shots in zip(reversed(docs), ours))
+
+
+def test_fewshot_policy_is_stated() -> None:
+    arc = get_task("arc_easy")
+    assert arc.fewshot_policy(TaskOptions())["n_shot"] == 0
+    policy = arc.fewshot_policy(TaskOptions(n_shot=3, seed=7, fewshot_sampler="lm-eval"))
+    assert (policy["split"], policy["rule"], policy["seed"]) == ("validation", "lm-eval", 7)
+    mmlu = get_task("mmlu").fewshot_policy(TaskOptions(seed=7))
+    assert (mmlu["n_shot"], mmlu["split"], mmlu["rule"], mmlu["seed"]) == (5, "dev", "first_n_by_subject", None)
+    # the default sampler and the derived order stay out of fingerprints: earlier runs resume unchanged
+    assert not {"fewshot_sampler", "fewshot_order"} & set(TaskOptions(fewshot_order=(1, 2)).to_dict())
+    assert TaskOptions(fewshot_sampler="lm-eval").to_dict()["fewshot_sampler"] == "lm-eval"
