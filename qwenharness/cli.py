@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that start processes (engines, sandboxed programs) run under qwenharness.lifetime's
 # guard when started from the command line, so those processes die with the command however it ends.
-SUPERVISED = frozenset({"evaluate", "bench", "score"})
+SUPERVISED = frozenset({"evaluate", "bench", "score", "parity"})
 
 
 def main(argv: list[str] | None = None, *, supervise: bool | None = None) -> int:
