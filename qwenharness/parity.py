@@ -91,12 +91,14 @@ class TaskParity:
 
 
 def check_datasets(datasets: Iterable[str]) -> None:
-    from .data.subsets import base_name
+    """Every name is a dataset (or a part of one, checked) that parity covers."""
+    from .data.subsets import base_name, parse_selection
 
     for d in datasets:
         if base_name(d) not in TASKS:
             raise ConfigError(f"parity with lm-eval covers the log-likelihood tasks, not '{d}'",
                               f"choose from {', '.join(SUPPORTED)} (MMLU parts such as mmlu:stem too)")
+        parse_selection(d)
 
 
 # -- lm-eval's side ---------------------------------------------------------------------------
