@@ -25,7 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--doc-ids", default=None,
                 help='exactly these documents per dataset: \'{"arc_easy": [0, 17]}\' or a file holding that object')
     g.addoption("--backend", default="auto",
-                help="vllm, hf, or both comma-separated (default: vllm on GPU, vllm,hf on CPU)")
+                help="vllm, hf, openai (a running server: --base-url), or several comma-separated "
+                "(default: vllm on GPU, vllm,hf on CPU)")
     g.addoption("--data-dir", default=None, help="folder of local dataset files (default: see README)")
     g.addoption("--results-dir", default="results", help="where results are written (default: results)")
     g.addoption("--run-id", default="pytest", help="run id under results/evaluations (default: pytest)")
@@ -34,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="check configurations without loading models (milestone 2)")
     g.addoption("--load-format", default="auto", choices=("auto", "dummy"),
                 help="'dummy' runs real architectures with random weights (vLLM)")
+    from qwenharness.testing import add_engine_pytest_options
+
+    add_engine_pytest_options(g)  # --max-model-len ... --engine-args, --base-url ... --judge-base-url
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,7 +110,8 @@ def engine_pool(harness: HarnessOptions):  # noqa: ANN201 - yields an EnginePool
     """The session's EnginePool: `engine_pool.get(model, preset, backend)`; closed at session end."""
     from qwenharness.engines.pool import EnginePool
 
-    pool = EnginePool(gpu="auto", load_format=harness.load_format)
+    pool = EnginePool(gpu="auto", load_format=harness.load_format, overrides=harness.engine.overrides(),
+                      server=harness.server, judge_server=harness.judge_server)
     yield pool
     pool.close()
 

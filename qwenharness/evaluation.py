@@ -77,6 +77,11 @@ class EvalSettings:
     load_format: str = "auto"
     detailed: bool = False
     progress: bool | None = None  # None: when stderr is a terminal
+    # in-process engine settings (qwenharness.engine_args.EngineSettings.to_dict()); {}: the preset's
+    engine: dict[str, Any] = field(default_factory=dict)
+    # backend "openai": the servers (engines.openai.ServerEndpoint.to_dict()) of the model and the judge
+    server: dict[str, Any] | None = None
+    judge_server: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -84,6 +89,11 @@ class EvalSettings:
             limits = self.sample_limit
             out["sample_limit"] = str(limits) if limits.per_dataset else limits.default
         return out
+
+    @property
+    def judge_backend(self) -> str:
+        """The judge's backend: "openai" when it has a server of its own, else the model's."""
+        return "openai" if self.judge_server else self.backend
 
     def limit_for(self, dataset: str) -> int | None:
         """The sample count of one dataset (None: every document, or the ones --doc-ids names)."""
@@ -113,18 +123,23 @@ class DatasetResult:
 
 # -- the engine pool --------------------------------------------------------------------------
 
-def make_pool(load_format: str = "auto") -> Any:
+def make_pool(settings: EvalSettings) -> Any:
+    from .engine_args import EngineSettings
+    from .engines.openai import ServerEndpoint
     from .engines.pool import EnginePool
 
-    return EnginePool(load_format=load_format)
+    return EnginePool(
+        load_format=settings.load_format, overrides=EngineSettings.from_dict(settings.engine).overrides(),
+        server=ServerEndpoint.from_dict(settings.server) if settings.server else None,
+        judge_server=ServerEndpoint.from_dict(settings.judge_server) if settings.judge_server else None)
 
 
-def resolve_config(pool: Any, model: str, preset: str, load_format: str) -> ResolvedConfig:
+def resolve_config(pool: Any, model: str, preset: str, load_format: str, backend: str = "vllm") -> ResolvedConfig:
     if hasattr(pool, "resolve"):
-        return pool.resolve(model, preset)
+        return pool.resolve(model, preset, backend) if backend == "openai" else pool.resolve(model, preset)
     from .presets import get_model_config
 
-    return get_model_config(model, preset, load_format=load_format)
+    return get_model_config(model, preset, load_format=load_format, plan_memory=backend != "openai")
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -281,7 +296,7 @@ class Evaluator:
         self.chunk_sizes = chunk_sizes
         self.store = ResultStore(paths)
         self._own_pool = pool is None
-        self.pool = pool if pool is not None else make_pool(settings.load_format)
+        self.pool = pool if pool is not None else make_pool(settings)
         self.argv = argv if argv is not None else list(sys.argv)
         self.console = console
         self.results: list[DatasetResult] = []
@@ -372,7 +387,8 @@ class Evaluator:
             for model in self.settings.models:
                 for preset in self.settings.presets:
                     try:
-                        config = resolve_config(self.pool, model, preset, self.settings.load_format)
+                        config = resolve_config(self.pool, model, preset, self.settings.load_format,
+                                                self.settings.backend)
                     except HarnessError as e:
                         for ds in self.settings.datasets:
                             self._fail(model, preset, ds, f"configuration: {e}")
@@ -431,7 +447,7 @@ class Evaluator:
         until it is free; without, say so and return None (the caller comes back to it)."""
         try:
             if config is None:
-                config = resolve_config(self.pool, model, preset, self.settings.load_format)
+                config = resolve_config(self.pool, model, preset, self.settings.load_format, self.settings.backend)
             with contextlib.ExitStack() as held:
                 try:
                     held.enter_context(self.store.dataset_lock(model, preset, dataset))
@@ -458,14 +474,18 @@ class Evaluator:
 
             flush_run_log()
         t0 = time.perf_counter()
-        engine = self.pool.get(model, preset, backend)
+        engine = (self.pool.get(model, preset, backend, role=role) if backend == "openai"
+                  else self.pool.get(model, preset, backend))
         if getattr(self.pool, "current_key", before) != before or before is None:
             self._say(engine_header(engine, model, preset, backend, role, time.perf_counter() - t0))
+            if not engine.capabilities.in_process:  # the server's identity (models, max length, version)
+                server = engine.info().extra.get("server")
+                self.store.update_manifest({"servers": {f"{role}:{model}/{preset}": server}})
         return engine
 
     def _judge(self, model: str, preset: str) -> tuple[str, ResolvedConfig]:
         judge = self.settings.judge_model or model
-        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format)
+        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format, self.settings.judge_backend)
 
     def _evaluate(self, model: str, preset: str, dataset: str, config: ResolvedConfig) -> DatasetResult:
         from .data import load, load_docs
@@ -529,9 +549,9 @@ class Evaluator:
         judge_cache = None
         if judge_config is not None:
             judge_cache = self.store.cache({"model": judge_name, "config_key": judge_config.key,
-                                            "backend": backend, "role": "judge"})
+                                            "backend": s.judge_backend, "role": "judge"})
         engine_fn: EngineFn = lambda: self._engine(model, preset, backend)  # noqa: E731
-        judge_fn: EngineFn | None = ((lambda: self._engine(judge_name, preset, backend, role="judge"))  # noqa: E731
+        judge_fn: EngineFn | None = ((lambda: self._engine(judge_name, preset, s.judge_backend, role="judge"))  # noqa: E731
                                      if judge_name else None)
         ctx = CachedRunContext(
             model, engine_fn, cache, max_model_len=config.max_model_len, judge_name=judge_name, judge_fn=judge_fn,

@@ -57,6 +57,7 @@ DEFAULT_SEED = 1234
 CUDA_GRAPH_BYTES = int(0.75 * GiB)  # measured order of vLLM's graph pool for 7-14B models
 RUNTIME_BYTES = int(1.0 * GiB)  # CUDA context, NCCL and allocator slack
 CPU_KV_CACHE_BYTES = 1 * GiB  # vLLM-CPU's KV space (VLLM_CPU_KVCACHE_SPACE, in GiB)
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")  # the memory plan knows these sizes
 
 
 def get_available_presets() -> list[str]:
@@ -107,18 +108,24 @@ class ResolvedConfig:
     seed: int
     enable_prefix_caching: bool
     load_format: str  # "auto" (real weights) | "dummy" (random weights, real architecture)
-    memory: MemoryPlan
+    memory: MemoryPlan | None  # None: the model runs elsewhere (a server), its memory is the server's
+    # further vllm.LLM keyword arguments (--engine-args), validated against vLLM's EngineArgs
+    engine_args: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
         """A stable identifier of everything that changes the model's outputs."""
-        return (f"{self.model.name}|{self.preset}|{self.dtype}|{self.max_model_len}|{self.kv_cache_dtype}"
-                f"|tp{self.tensor_parallel_size}|{self.load_format}|seed{self.seed}")
+        key = (f"{self.model.name}|{self.preset}|{self.dtype}|{self.max_model_len}|{self.kv_cache_dtype}"
+               f"|tp{self.tensor_parallel_size}|{self.load_format}|seed{self.seed}")
+        if self.engine_args:
+            key += "|" + ",".join(f"{k}={v!r}" for k, v in self.engine_args)
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["model"] = self.model.to_dict()
         d["gpu"] = self.gpu.to_dict() if self.gpu else None
+        d["engine_args"] = dict(self.engine_args)
         return d
 
     def with_overrides(self, **changes: Any) -> "ResolvedConfig":
@@ -135,15 +142,40 @@ def get_model_config(
     load_format: str = "auto",
     seed: int = DEFAULT_SEED,
     dtype: str | None = None,
+    gpu_memory_utilization: float | None = None,
+    max_num_seqs: int | None = None,
+    kv_cache_dtype: str | None = None,
+    engine_args: dict[str, Any] | None = None,
+    plan_memory: bool = True,
 ) -> ResolvedConfig:
-    """Resolve and validate one model x preset for a GPU (given, or detected when "auto"; None = CPU)."""
+    """Resolve and validate one model x preset for a GPU (given, or detected when "auto"; None = CPU).
+
+    The engine settings given (the CLI's --max-model-len, --tensor-parallel-size,
+    --gpu-memory-utilization, --max-num-seqs, --dtype, --kv-cache-dtype) replace the preset's and go
+    into the memory plan; `engine_args` are further vllm.LLM arguments (checked by
+    qwenharness.engine_args). `plan_memory=False`: the model runs on a server, whose memory is not ours.
+    """
     spec = model if isinstance(model, ModelSpec) else get_model_spec(model)
     p = get_preset(preset)
     target = detect_gpu() if gpu == "auto" else gpu
     assert target is None or isinstance(target, GPUSpec)
     dtype = dtype or spec.default_dtype
     if dtype not in DTYPE_BYTES:
-        raise ConfigError(f"unknown dtype '{dtype}'", "use bfloat16, float16 or float32")
+        raise ConfigError(f"unknown dtype '{dtype}'", "use --dtype bfloat16, float16 or float32")
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
+        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}",
+                          "use e.g. --gpu-memory-utilization 0.8")
+    if max_num_seqs is not None and max_num_seqs < 1:
+        raise ConfigError(f"max_num_seqs must be at least 1, got {max_num_seqs}", "use e.g. --max-num-seqs 32")
+    if kv_cache_dtype is not None and kv_cache_dtype not in KV_CACHE_DTYPES:
+        from .console import did_you_mean
+
+        raise ConfigError(f"unknown kv_cache_dtype '{kv_cache_dtype}'",
+                          did_you_mean(kv_cache_dtype, KV_CACHE_DTYPES,
+                                       f"use --kv-cache-dtype {' or '.join(KV_CACHE_DTYPES)}"))
+    p = replace(p, **{k: v for k, v in (("gpu_memory_utilization", gpu_memory_utilization),
+                                        ("max_num_seqs", max_num_seqs), ("kv_cache_dtype", kv_cache_dtype))
+                      if v is not None})
 
     if max_model_len is not None and max_model_len > spec.context_length:
         raise ConfigError(
@@ -165,19 +197,22 @@ def get_model_config(
                           "choose a tensor-parallel size that divides the KV head count")
 
     on_gpu = target is not None
-    # vLLM-CPU has no fp8 KV cache worth using and no CUDA graphs; keep the model's dtype there.
-    kv_dtype = p.kv_cache_dtype if on_gpu else "auto"
+    # vLLM-CPU has no fp8 KV cache worth using and no CUDA graphs; keep the model's dtype there
+    # (unless --kv-cache-dtype asks otherwise).
+    kv_dtype = p.kv_cache_dtype if on_gpu or kv_cache_dtype is not None else "auto"
     kv_dtype_name = dtype if kv_dtype == "auto" else kv_dtype
-    memory = _plan_memory(spec, p, target, dtype, kv_dtype_name, length, tensor_parallel_size)
+    memory = (_plan_memory(spec, p, target, dtype, kv_dtype_name, length, tensor_parallel_size)
+              if plan_memory else None)
     return ResolvedConfig(
         model=spec, preset=p.name, device="cuda" if on_gpu else "cpu", gpu=target, dtype=dtype,
         max_model_len=length,
-        gpu_memory_utilization=p.gpu_memory_utilization if on_gpu else 0.5,
-        max_num_seqs=p.max_num_seqs if on_gpu else min(p.max_num_seqs, 64),
+        gpu_memory_utilization=p.gpu_memory_utilization if on_gpu or gpu_memory_utilization else 0.5,
+        max_num_seqs=p.max_num_seqs if on_gpu or max_num_seqs else min(p.max_num_seqs, 64),
         max_num_batched_tokens=max(p.max_num_batched_tokens, length),
         enforce_eager=not p.cuda_graphs or not on_gpu,
         kv_cache_dtype=kv_dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
         enable_prefix_caching=p.enable_prefix_caching, load_format=load_format, memory=memory,
+        engine_args=tuple(sorted((engine_args or {}).items())),
     )
 
 
@@ -211,8 +246,9 @@ def _plan_memory(spec: ModelSpec, p: Preset, gpu: GPUSpec | None, dtype: str, kv
             f"{spec.name} with preset '{p.name}' does not fit {where}: weights {weights / GiB:.1f} GiB + "
             f"one {length}-token sequence of KV cache {need / GiB:.2f} GiB + overhead "
             f"{(act + overhead) / GiB:.1f} GiB exceed the {budget / GiB:.1f} GiB budget by {short / GiB:.1f} GiB",
-            ("use preset memory_optimized, " if p.name != "memory_optimized" else "use ")
-            + "a shorter --max-model-len, more GPUs with --tensor-parallel-size, or a smaller model",
+            ("use --presets memory_optimized, " if p.name != "memory_optimized" else "use ")
+            + "a shorter --max-model-len, fewer --max-num-seqs, more GPUs with --tensor-parallel-size, "
+            "or a smaller model",
         )
     capacity = kv_bytes // kv_per_token
     return MemoryPlan(

@@ -241,11 +241,17 @@ class CachedRunContext:
             # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
             # so it moves within a chunk; engines that do not report per request move it per chunk
             progress: Any = forwarding_bar(bar, moved) if bar is not None and _takes_progress(engine) else None
+            if kind == "loglikelihood" and not engine.capabilities.loglikelihood:
+                raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "
+                                  "(its server returns no prompt log-probabilities)",
+                                  "serve the model with vLLM (vllm serve), or leave log-likelihood datasets out")
             for start in range(0, len(items), size):
                 chunk = items[start:start + size]
                 moved[0] = 0
-                results = self._call_isolating(engine, kind, [r for _, r in chunk], progress)
-                side.cache.put_many([(k, v) for (k, _), v in zip(chunk, results)])
+                saved: set[int] = set()
+                sink = self._sink(side, chunk, saved) if engine.capabilities.streams_results else None
+                results = self._call_isolating(engine, kind, [r for _, r in chunk], progress, sink)
+                side.cache.put_many([(k, v) for i, ((k, _), v) in enumerate(zip(chunk, results)) if i not in saved])
                 if bar is not None:
                     bar.update(max(0, len(chunk) - moved[0]))
         finally:
@@ -279,20 +285,36 @@ class CachedRunContext:
             side.cache.put_many(bad)
         return keep
 
+    @staticmethod
+    def _sink(side: _Side, chunk: list[tuple[str, Any]], saved: set[int]) -> Callable[[int, list[tuple[int, Any]]], None]:
+        """Where a streaming engine's answers go as they arrive: straight into the response cache, so
+        that a run killed (or a server lost) mid-chunk keeps them. `saved` collects the indices written."""
+        def put(base: int, batch: list[tuple[int, Any]]) -> None:
+            rows = [(base + i, v) for i, v in batch if hasattr(v, "to_dict") and base + i not in saved]
+            if rows:
+                side.cache.put_many([(chunk[j][0], v.to_dict()) for j, v in rows])
+                saved.update(j for j, _ in rows)
+        return put
+
     def _call_isolating(self, engine: Engine, kind: str, requests: list[Any],
-                        progress: Any = None) -> list[dict[str, Any]]:
+                        progress: Any = None, sink: Callable[[int, list[tuple[int, Any]]], None] | None = None,
+                        ) -> list[dict[str, Any]]:
         start = time.perf_counter()
         try:
-            return self._call_split(engine, kind, requests, progress)
+            return self._call_split(engine, kind, requests, progress, sink)
         finally:
             self.stats.inference_s += time.perf_counter() - start
 
-    def _call_split(self, engine: Engine, kind: str, requests: list[Any],
-                    progress: Any = None) -> list[dict[str, Any]]:
+    def _call_split(self, engine: Engine, kind: str, requests: list[Any], progress: Any = None,
+                    sink: Callable[[int, list[tuple[int, Any]]], None] | None = None,
+                    base: int = 0) -> list[dict[str, Any]]:
         """One batch call; if the engine rejects the batch (EngineError), split it to find the
-        requests at fault and record those as errors, keeping every other answer."""
+        requests at fault and record those as errors, keeping every other answer. `sink` (streaming
+        engines only) receives answers as they arrive, with their index in the chunk."""
         self.stats.engine_calls += 1
-        kwargs = {"progress": progress} if progress is not None else {}
+        kwargs: dict[str, Any] = {"progress": progress} if progress is not None else {}
+        if sink is not None:
+            kwargs["on_result"] = lambda batch: sink(base, batch)
         try:
             if kind == "loglikelihood":
                 res: list[Any] = engine.loglikelihood(requests, **kwargs)
@@ -304,8 +326,8 @@ class CachedRunContext:
                 msg = f"{type(e).__name__}: {e}"
                 return [{"error": msg} if kind == "loglikelihood" else _error_generation(msg).to_dict()]
             half = len(requests) // 2
-            return (self._call_split(engine, kind, requests[:half], progress)
-                    + self._call_split(engine, kind, requests[half:], progress))
+            return (self._call_split(engine, kind, requests[:half], progress, sink, base)
+                    + self._call_split(engine, kind, requests[half:], progress, sink, base + half))
         if len(res) != len(requests):
             raise EngineError(f"the engine returned {len(res)} results for {len(requests)} requests",
                               "this is an engine bug; report it")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine_args import EngineSettings
+from .engines.openai import ServerEndpoint
 from .hardware import GPUSpec, detect_gpu
 from .selection import DocIds, SampleLimits, parse_doc_ids, parse_sample_limits
 
@@ -51,6 +53,14 @@ class HarnessOptions:
     gpu: GPUSpec | None = field(default=None)
     models_given: bool = False
     doc_ids: DocIds = field(default_factory=DocIds)  # --doc-ids
+    engine: EngineSettings = field(default_factory=EngineSettings)  # --max-model-len ... --engine-args
+    server: ServerEndpoint | None = None  # --base-url (backend openai)
+    judge_server: ServerEndpoint | None = None  # --judge-base-url
+
+    def eval_settings_fields(self) -> dict[str, Any]:
+        """The EvalSettings fields of the engine and server options (recorded in the manifest)."""
+        return {"engine": self.engine.to_dict(), "server": self.server.to_dict() if self.server else None,
+                "judge_server": self.judge_server.to_dict() if self.judge_server else None}
 
     @classmethod
     def from_pytest(cls, config) -> "HarnessOptions":  # noqa: ANN001 - pytest.Config
@@ -67,7 +77,9 @@ class HarnessOptions:
         datasets = _split(opt("--datasets"))
         if datasets == ["all"]:
             datasets = []
+        engine, server, judge_server = _engine_and_servers(config, backends)
         return cls(
+            engine=engine, server=server, judge_server=judge_server,
             models=models or (GPU_DEFAULT_MODELS if gpu else CPU_DEFAULT_MODELS),
             models_given=bool(models),
             presets=presets or get_available_presets(),
@@ -84,7 +96,7 @@ class HarnessOptions:
             gpu=gpu,
         )
 
-    def scaling_models(self) -> list[str]:
+    def scaling_models(self) -> list[str]:  # noqa: D102
         if self.models_given:
             return self.models
         return GPU_DEFAULT_MODELS if self.gpu else CPU_SCALING_MODELS
@@ -104,3 +116,57 @@ def sandbox_processes(instance_id: str) -> list[Any]:
         if env.get("QWENHARNESS_SANDBOX") == instance_id and p.info.get("status") != psutil.STATUS_ZOMBIE:
             found.append(p)
     return found
+
+
+def add_engine_pytest_options(group: Any) -> None:
+    """The engine and server options of `qwenharness evaluate`, as pytest options of the same names."""
+    group.addoption("--max-model-len", type=int, default=None, help="context length of in-process engines")
+    group.addoption("--tensor-parallel-size", type=int, default=None, help="GPUs one model is split over")
+    group.addoption("--gpu-memory-utilization", type=float, default=None, help="fraction of GPU memory vLLM may take")
+    group.addoption("--max-num-seqs", type=int, default=None, help="sequences vLLM schedules at once")
+    group.addoption("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="engine dtype")
+    group.addoption("--kv-cache-dtype", default=None, choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2"),
+                    help="KV cache dtype")
+    group.addoption("--engine-args", default=None, metavar="K=V,...",
+                    help="further vllm.LLM arguments, checked against vLLM's EngineArgs")
+    group.addoption("--base-url", default=None, help="backend openai: the server, e.g. http://127.0.0.1:8000/v1")
+    group.addoption("--api-key-env", default=None, help="environment variable holding the server's API key")
+    group.addoption("--served-model", default=None, help="the model's name on the server (default: its only one)")
+    group.addoption("--server-api", default=None, choices=("auto", "completions", "chat"), help="see evaluate --help")
+    group.addoption("--max-concurrency", type=int, default=None, help="requests in flight (default 32)")
+    group.addoption("--request-timeout", type=float, default=None, help="seconds per request (default 600)")
+    group.addoption("--max-retries", type=int, default=None, help="retries after 429/5xx/timeouts (default 6)")
+    group.addoption("--judge-base-url", default=None, help="a server for the MT-Bench judge")
+    group.addoption("--judge-api-key-env", default=None, help="environment variable holding the judge server's key")
+    group.addoption("--judge-served-model", default=None, help="the judge's name on its server")
+
+
+def _engine_and_servers(config: Any, backends: list[str]) -> tuple[EngineSettings, ServerEndpoint | None,
+                                                                   ServerEndpoint | None]:
+    """Engine settings and servers from the pytest options; a bad value is a pytest usage error."""
+    import argparse
+
+    import pytest
+
+    from .commands.common import engine_settings, server_endpoint
+    from .engine_args import check_for_backend
+    from .errors import HarnessError
+
+    names = ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "dtype",
+             "kv_cache_dtype", "engine_args", "base_url", "api_key_env", "served_model", "server_api",
+             "max_concurrency", "request_timeout", "max_retries", "judge_base_url", "judge_api_key_env",
+             "judge_served_model")
+    args = argparse.Namespace(**{n: config.getoption("--" + n.replace("_", "-")) for n in names})
+    try:
+        engine = engine_settings(args)
+        server = server_endpoint(args)
+        judge = server_endpoint(args, judge=True)
+        if "openai" in backends and server is None:
+            raise HarnessError("--backend openai needs the server's address", "pass --base-url URL")
+        for b in backends:
+            if b == "openai" and len(backends) > 1:
+                continue  # engine settings then apply to the in-process backends
+            check_for_backend(engine, b)
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    return engine, server, judge

@@ -12,7 +12,18 @@ from ..bench import BenchmarkStore, BenchOptions, overhead_verdict, run_suite
 from ..errors import ConfigError
 from ..models import get_available_models
 from ..presets import DEFAULT_PRESET, get_available_presets, get_model_config
-from .common import add_data_dir, add_verbose, name_list, non_negative_int, positive_int, resolve_names
+from .common import (
+    add_data_dir,
+    add_engine_options,
+    add_server_options,
+    add_verbose,
+    engine_settings,
+    name_list,
+    non_negative_int,
+    positive_int,
+    resolve_names,
+    server_endpoint,
+)
 
 
 def _positive_ints(value: str) -> tuple[int, ...]:
@@ -29,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="throughput/latency/memory/overhead benchmarks over an engine")
     p.add_argument("--models", type=name_list, help="comma-separated models (default: tiny)")
     p.add_argument("--presets", type=name_list, help=f"comma-separated presets or 'all' (default: {DEFAULT_PRESET})")
-    p.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
+    p.add_argument("--backend", choices=("vllm", "hf", "openai"), default="vllm",
+                   help="inference engine (default: vllm); openai: a running server (--base-url)")
     p.add_argument("--input-len", type=positive_int, default=128, help="prompt tokens per request (default 128)")
     p.add_argument("--output-len", type=positive_int, default=128, help="output tokens per request (default 128)")
     p.add_argument("--num-prompts", type=positive_int, default=64, help="requests in the throughput workload (default 64)")
@@ -46,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the stored results as JSON")
     add_data_dir(p)
     add_verbose(p)
+    add_engine_options(p)
+    add_server_options(p)
     p.add_argument("--preset", dest="presets", type=name_list, help=argparse.SUPPRESS)  # evaluate's old spelling
     p.set_defaults(handler=run)
 
@@ -75,7 +89,15 @@ def run(args: argparse.Namespace) -> int:
     models = canonical_models(resolve_names(args.models, get_available_models(), "model", ["tiny"]))
     presets = resolve_names(args.presets, get_available_presets(), "preset", [DEFAULT_PRESET])
     opts = _options(args)
-    configs = [get_model_config(m, p, load_format=args.load_format) for m in models for p in presets]
+    from ..engine_args import check_for_backend
+
+    settings = engine_settings(args)
+    check_for_backend(settings, args.backend)
+    endpoint = server_endpoint(args)
+    if args.backend == "openai" and endpoint is None:
+        raise ConfigError("--backend openai needs the server's address", "pass --base-url URL")
+    overrides = settings.overrides() if args.backend != "openai" else {"plan_memory": False}
+    configs = [get_model_config(m, p, load_format=args.load_format, **overrides) for m in models for p in presets]
     store = BenchmarkStore(args.results_dir, args.run_id)
     console = RunConsole(Console(stderr=True))
     results = []
@@ -88,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             if args.backend == "vllm":
                 flush_run_log()  # vLLM writes run.log itself: the harness's lines first
             t0 = time.perf_counter()
-            engine = open_engine(config, args.backend)
+            engine = open_engine(config, args.backend, endpoint=endpoint)
             console.print(engine_header(engine, config.model.name, config.preset, args.backend, "model",
                                         time.perf_counter() - t0))
             try:

@@ -81,3 +81,91 @@ def canonical_models(names: list[str]) -> list[str]:
     from ..models import canonical_model_name
 
     return list(dict.fromkeys(canonical_model_name(n) for n in names))
+
+
+def unit_float(value: str) -> float:
+    """argparse type of a fraction in (0, 1] (--gpu-memory-utilization)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number") from None
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {x}")
+    return x
+
+
+def positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number") from None
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {x}")
+    return x
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The in-process engine's settings (they replace the preset's and enter the memory plan)."""
+    g = p.add_argument_group("engine settings (in-process engines; default: the preset's)")
+    g.add_argument("--max-model-len", type=positive_int, metavar="N", help="context length in tokens")
+    g.add_argument("--tensor-parallel-size", type=positive_int, metavar="N", help="GPUs one model is split over")
+    g.add_argument("--gpu-memory-utilization", type=unit_float, metavar="F", help="fraction of GPU memory vLLM may take")
+    g.add_argument("--max-num-seqs", type=positive_int, metavar="N", help="sequences vLLM schedules at once")
+    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="weights and activations")
+    g.add_argument("--kv-cache-dtype", choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2"), help="KV cache dtype")
+    g.add_argument("--engine-args", metavar="K=V,...",
+                   help="further vllm.LLM arguments, checked against vLLM's EngineArgs (e.g. enforce_eager=true)")
+
+
+def add_server_options(p: argparse.ArgumentParser, *, judge: bool = False) -> None:
+    """Backend openai: the server's address and how to talk to it."""
+    g = p.add_argument_group("server (--backend openai: an OpenAI-compatible server such as vllm serve)")
+    g.add_argument("--base-url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
+    g.add_argument("--served-model", metavar="NAME",
+                   help="the model name the server knows (default: the only one GET /v1/models lists)")
+    g.add_argument("--server-api", choices=("auto", "completions", "chat"),
+                   help="auto (default): /v1/completions with prompts tokenized here where the tokenizer is "
+                   "local, else /v1/chat/completions")
+    g.add_argument("--max-concurrency", type=positive_int, metavar="N", help="requests in flight (default 32)")
+    g.add_argument("--request-timeout", type=positive_float, metavar="S", help="seconds per request (default 600)")
+    g.add_argument("--max-retries", type=non_negative_int, metavar="N",
+                   help="retries of a request after 429/5xx/timeouts/connection errors, with backoff (default 6)")
+    if judge:
+        g.add_argument("--judge-base-url", metavar="URL", help="a server for the MT-Bench judge (backend openai)")
+        g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable holding the judge server's key")
+        g.add_argument("--judge-served-model", metavar="NAME", help="the judge's name on its server")
+
+
+def engine_settings(args: argparse.Namespace, previous: dict | None = None) -> "EngineSettings":  # noqa: F821
+    """The EngineSettings of the flags given (else those of `previous`, a manifest's)."""
+    from ..engine_args import EngineSettings, parse_engine_args
+
+    prev = previous or {}
+    values = {}
+    for name in ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "dtype",
+                 "kv_cache_dtype"):
+        value = getattr(args, name, None)
+        values[name] = value if value is not None else prev.get(name)
+    text = getattr(args, "engine_args", None)
+    values["engine_args"] = parse_engine_args(text) if text else dict(prev.get("engine_args") or {})
+    return EngineSettings(**values)
+
+
+def server_endpoint(args: argparse.Namespace, previous: dict | None = None, *, judge: bool = False) -> "Any":  # noqa: F821
+    """The ServerEndpoint of the --base-url (or --judge-base-url) flags, else `previous`'s; None without one."""
+    from ..engines.openai import ServerEndpoint
+
+    prefix = "judge_" if judge else ""
+    url = getattr(args, f"{prefix}base_url", None)
+    if url is None:
+        return ServerEndpoint.from_dict(previous) if previous else None
+    base = dict(previous or {})
+    base["base_url"] = url
+    for arg, key in ((f"{prefix}api_key_env", "api_key_env"), (f"{prefix}served_model", "served_model"),
+                     ("server_api", "api"), ("max_concurrency", "max_concurrency"),
+                     ("request_timeout", "timeout_s"), ("max_retries", "max_retries")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            base[key] = value
+    return ServerEndpoint.from_dict(base)

@@ -31,6 +31,8 @@ from ..selection import parse_doc_ids, parse_sample_limits
 from ..tasks.fewshot import SAMPLERS
 from .common import (
     add_data_dir,
+    add_engine_options,
+    add_server_options,
     add_verbose,
     canonical_models,
     name_list,
@@ -38,8 +40,10 @@ from .common import (
     positive_int,
     sample_limit_text,
     seed_int,
+    server_endpoint,
     split_names,
 )
+from .common import engine_settings as parse_engine_settings
 
 
 LM_EVAL_EPILOG = """\
@@ -74,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", help="root of results (default: results)")
     p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
     p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
-    p.add_argument("--backend", choices=("vllm", "hf"), help="inference engine (default: vllm)")
+    p.add_argument("--backend", choices=("vllm", "hf", "openai"),
+                   help="inference engine (default: vllm); openai: a running server (--base-url)")
     add_data_dir(p)
     p.add_argument("--samples-per-problem", metavar="N", dest="num_samples", type=positive_int,
                    help="generations per problem, for pass@k (default: 1)")
@@ -92,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add per-group breakdowns (MMLU subject, MT-Bench category) and all error samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_verbose(p)
+    add_engine_options(p)
+    add_server_options(p, judge=True)
     # hidden aliases: the seed's spellings and lm-evaluation-harness's (listed in the epilog)
     hidden = argparse.SUPPRESS
     p.add_argument("--preset", dest="preset", type=name_list, help=hidden)
@@ -138,6 +145,7 @@ def _resume_paths(value: str, results_dir: str) -> RunPaths:
 
 def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSettings":  # noqa: F821
     from ..data import get_available_datasets, resolve_data_dir
+    from ..engine_args import check_for_backend
     from ..evaluation import EvalSettings
     from ..hardware import detect_gpu
     from ..models import get_model_spec
@@ -187,9 +195,22 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
         if value is not None and int(value) < least:  # type: ignore[call-overload]
             raise ConfigError(f"{flag} must be at least {least}, got {value}", f"pass {flag} {max(least, 1)} or more")
     resolve_data_dir(pick(args.data_dir, "data_dir", None))  # a named folder that is missing: before any file is written
+    backend = str(pick(args.backend, "backend", "vllm"))
+    engine = parse_engine_settings(args, prev.get("engine"))
+    check_for_backend(engine, backend)
+    server = server_endpoint(args, prev.get("server"))
+    judge_server = server_endpoint(args, prev.get("judge_server"), judge=True)
+    if backend == "openai" and server is None:
+        raise ConfigError("--backend openai needs the server's address",
+                          "pass --base-url URL (e.g. http://127.0.0.1:8000/v1); docs/scale-out.md shows how to start one")
+    if backend != "openai" and server is not None:
+        raise ConfigError(f"--base-url is the server of --backend openai, and the backend is {backend}",
+                          "add --backend openai, or drop --base-url")
     return EvalSettings(
+        engine=engine.to_dict(), server=server.to_dict() if server else None,
+        judge_server=judge_server.to_dict() if judge_server else None,
         models=models, datasets=datasets, presets=presets,
-        backend=str(pick(args.backend, "backend", "vllm")),
+        backend=backend,
         sample_limit=sample_limit, doc_ids=doc_ids.to_dict() or None,
         fewshot_sampler=str(pick(args.fewshot_sampler, "fewshot_sampler", "harness")),
         seed=int(pick(args.seed, "seed", DEFAULT_SEED)),  # type: ignore[arg-type]

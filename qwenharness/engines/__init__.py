@@ -1,14 +1,18 @@
-"""Inference engines: `open_engine(config, backend)` returns a running Engine ("vllm" or "hf")."""
+"""Inference engines: `open_engine(config, backend)` returns a running Engine: "vllm" and "hf" in this
+process, "openai" over HTTP to a server (`endpoint`: an openai.ServerEndpoint)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnknownNameError
 from ..models import ModelSpec
 from ..presets import ResolvedConfig
 from .base import (
+    IN_PROCESS,
     Engine,
+    EngineCapabilities,
     EngineInfo,
     Generation,
     GenerationRequest,
@@ -17,10 +21,11 @@ from .base import (
     SamplingParams,
 )
 
-BACKENDS = ("vllm", "hf")
+BACKENDS = ("vllm", "hf", "openai")
+IN_PROCESS_BACKENDS = ("vllm", "hf")
 
 __all__ = [
-    "BACKENDS", "Engine", "EngineInfo", "Generation", "GenerationRequest", "LoglikelihoodRequest",
+    "BACKENDS", "IN_PROCESS", "IN_PROCESS_BACKENDS", "Engine", "EngineCapabilities", "EngineInfo", "Generation", "GenerationRequest", "LoglikelihoodRequest",
     "LoglikelihoodResult", "SamplingParams", "ensure_model_files", "open_engine", "resolve_model_dir",
 ]
 
@@ -56,10 +61,22 @@ def ensure_model_files(spec: ModelSpec) -> Path:
     return ensure_converted(Path(spec.gguf_path))
 
 
-def open_engine(config: ResolvedConfig, backend: str) -> Engine:
+def open_engine(config: ResolvedConfig, backend: str, endpoint: Any = None) -> Engine:
     """Start an engine for a resolved configuration. Close it (`engine.close()`) before opening another."""
     if backend not in BACKENDS:
         raise UnknownNameError(f"unknown backend '{backend}'", f"choose one of {', '.join(BACKENDS)}")
+    if backend == "openai":
+        from ..errors import ConfigError
+        from .openai import OpenAIEngine
+
+        if endpoint is None:
+            raise ConfigError("backend openai needs the server's address", "pass --base-url URL")
+        return OpenAIEngine(config, endpoint)
+    if config.engine_args and backend != "vllm":
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--engine-args are vLLM's and backend {backend} takes none",
+                          "drop --engine-args, or use --backend vllm")
     model_dir = resolve_model_dir(config)
     if backend == "hf":
         from .hf import HFEngine

@@ -94,12 +94,32 @@ class EngineInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine can do, declared by the engine (callers read it; they never probe attributes).
+
+    loglikelihood: it returns summed continuation log-probabilities (a server may not).
+    streams_results: generate/loglikelihood take `on_result` and call it with (index, result) pairs as
+      requests finish, so the caller can save each answer before the batch ends (the server engine).
+    in_process: the model runs in this process (memory, GPU and harness-overhead figures apply).
+    """
+
+    loglikelihood: bool = True
+    streams_results: bool = False
+    in_process: bool = True
+
+
+IN_PROCESS = EngineCapabilities()
+
+
 @runtime_checkable
 class Engine(Protocol):
     """`progress`: False, True (the engine's own bar) or a tqdm factory as vLLM's `use_tqdm` takes it
-    (qwenharness.console.forwarding_bar), which the engine updates as requests finish."""
+    (qwenharness.console.forwarding_bar), which the engine updates as requests finish. Engines whose
+    `capabilities.streams_results` is set also take `on_result` (see EngineCapabilities)."""
 
     name: str
+    capabilities: EngineCapabilities
 
     def generate(self, requests: list[GenerationRequest], *, progress: Any = False) -> list[Generation]: ...
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import EngineError
 from ..presets import ResolvedConfig
-from .base import EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
+from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
 from .common import (
     check_lengths,
     encode_pair,
@@ -37,6 +37,7 @@ def _bar(progress: Any, total: int) -> Any:
 
 class HFEngine:
     name = "hf"
+    capabilities = IN_PROCESS
 
     def __init__(self, config: ResolvedConfig, model_dir: str | Path):
         try:

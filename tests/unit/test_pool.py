@@ -9,10 +9,12 @@ import pytest
 from qwenharness.engines.pool import EnginePool, group_stably
 from qwenharness.errors import ConfigError
 from qwenharness.presets import ResolvedConfig
+from qwenharness.engines.base import IN_PROCESS
 
 
 class FakeEngine:
     name = "fake"
+    capabilities = IN_PROCESS
     alive: set[int] = set()  # ids of engines opened and not yet closed, across all instances
 
     def __init__(self, config: ResolvedConfig, backend: str) -> None:

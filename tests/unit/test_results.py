@@ -33,6 +33,7 @@ from qwenharness.results import (
 )
 from qwenharness.run_context import CachedRunContext
 from qwenharness.tasks.base import SampleRecord, Task, TaskRequest
+from qwenharness.engines.base import IN_PROCESS
 
 N_DOCS = 24
 
@@ -45,6 +46,7 @@ def _h(text: str) -> int:
 
 class FakeEngine:
     name = "fake"
+    capabilities = IN_PROCESS
 
     def __init__(self, kill_on_call: int | None = None, fail_prompts: tuple[str, ...] = ()):
         self.calls = 0
