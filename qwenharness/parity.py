@@ -188,16 +188,24 @@ def _config(work: Path, tasks_root: Path, spec: LmEvalTask, dataset: str, docs: 
 
 
 def run_lm_eval(model_dir: str, dtype: str, device: str, tasks: list[LocalTask], work: Path,
-                batch_size: int) -> dict[str, list[dict[str, Any]]]:
-    """lm-eval's `hf` model on the written tasks, offline; its logged samples per local task name."""
+                batch_size: int, verbose: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """lm-eval's `hf` model on the written tasks, offline; its logged samples per local task name.
+    Without `verbose`, lm-eval's and datasets' logs are kept to errors (lm-eval's progress bars stay)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_CACHE", str(work / "hf_datasets_cache"))
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager
+        from lm_eval.utils import setup_logging
     except ImportError:
         raise HarnessError("lm-eval is not installed", LM_EVAL_FIX) from None
+    import datasets
+
+    setup_logging(verbosity="INFO" if verbose else "ERROR")
+    if not verbose:
+        datasets.utils.logging.set_verbosity_error()
+        datasets.utils.logging.disable_progress_bar()  # "Generating test split" once per task
     manager = TaskManager(include_path=str(work / "tasks"), include_defaults=False)
     results = lm_eval.simple_evaluate(
         model="hf", model_args={"pretrained": model_dir, "dtype": dtype, "device": device},
@@ -277,8 +285,8 @@ def pooled(dataset: str, rows: list[TaskParity], name: str) -> TaskParity:
 
 # -- both runs -----------------------------------------------------------------------------------
 
-def run_parity(settings: Any, out_dir: Path, *, batch_size: int = 8,
-               console: Any | None = None) -> dict[str, list[TaskParity]]:
+def run_parity(settings: Any, out_dir: Path, *, batch_size: int = 8, console: Any | None = None,
+               verbose: bool = False) -> dict[str, list[TaskParity]]:
     """The harness's evaluation of `settings` into `out_dir`, then lm-eval on the same documents;
     model -> one TaskParity per lm-eval task (MMLU's subject tasks pooled into one row)."""
     from .data import get_dataset_spec, load, load_docs
@@ -324,7 +332,8 @@ def run_parity(settings: Any, out_dir: Path, *, batch_size: int = 8,
         if console is not None:
             console.print(f"lm-eval: {len(locals_)} task(s) on {model} ({config.dtype}), configs in {work / 'tasks'}")
         device = "cuda" if detect_gpu() else "cpu"
-        samples = run_lm_eval(str(resolve_model_dir(config)), config.dtype, device, locals_, work, batch_size)
+        samples = run_lm_eval(str(resolve_model_dir(config)), config.dtype, device, locals_, work, batch_size,
+                              verbose)
         rows: list[TaskParity] = []
         for dataset in settings.datasets:
             spec = get_dataset_spec(parse_selection(dataset).dataset)

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                             doc_ids=doc_ids.to_dict() or None, data_dir=args.data_dir,
                             seed=DEFAULT_SEED if args.seed is None else args.seed, progress=False)
     console = Console(stderr=True)
-    report = run_parity(settings, out_dir, batch_size=args.batch_size, console=console)
+    report = run_parity(settings, out_dir, batch_size=args.batch_size, console=console, verbose=args.verbose)
     ok = all(r.ok(args.tolerance) for rows in report.values() for r in rows)
     payload = {"tolerance": args.tolerance, "ok": ok, "output_dir": str(out_dir),
                "models": {m: [r.to_dict() for r in rows] for m, rows in report.items()}}
