@@ -33,7 +33,7 @@ from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .run_context import CachedRunContext, EngineFn
 from .data.registry import DATASETS
 from .data.subsets import base_name, parse_selection
-from .grouping import group_aggregates
+from .grouping import SUBTASK_KEY, group_aggregates
 from .selection import SampleLimits, parse_sample_limits, select_docs
 from .tasks.base import SampleRecord, Task, TaskOptions
 
@@ -567,13 +567,19 @@ class Evaluator:
         new: list[SampleRecord] = []
         if todo:
             new = run_task(task, [d for d, _ in todo], [i for _, i in todo], ctx, options, fewshot)
+            field_name = selection.spec.subtasks.field if selection and selection.spec.subtasks else None
+            if field_name is not None:  # each record names its subtask: verify.py recomputes the groups
+                for rec, (doc, _) in zip(new, todo):
+                    rec.extra[SUBTASK_KEY] = doc[field_name]
             self.store.append_records(model, preset, dataset, new)
             for rec in new:
                 done[str(rec.doc_id)] = rec
         records = [done[i] for i in ids]
 
         aggregate = self._aggregate(task, records, docs, ids)
-        grouped = group_aggregates(task, selection, records, docs) if selection is not None else None
+        grouped = None
+        if selection is not None and selection.spec.subtasks is not None:
+            grouped = group_aggregates(task, selection, records, [d[selection.spec.subtasks.field] for d in docs])
         if grouped is not None:
             aggregate.update(grouped)
         engine_info = None

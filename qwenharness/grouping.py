@@ -24,17 +24,20 @@ from .data.subsets import Selection
 from .tasks.base import SampleRecord, Task
 
 
+SUBTASK_KEY = "subtask"  # the key of SampleRecord.extra naming a record's subtask (verify.py reads it)
+
+
 def group_aggregates(task: Task, selection: Selection, records: list[SampleRecord],
-                     docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+                     subtasks_of: list[str]) -> dict[str, Any] | None:
     """The "subtasks" and "groups" blocks of an aggregate, or None for a dataset without subtasks.
-    `records` and `docs` are parallel (one record per doc)."""
+    `subtasks_of` names each record's subtask (parallel to `records`)."""
     spec = selection.spec.subtasks
     if spec is None:
         return None
     by_subtask: dict[str, list[SampleRecord]] = {}
-    for rec, doc in zip(records, docs, strict=True):
+    for rec, subtask in zip(records, subtasks_of, strict=True):
         if rec.error is None:
-            by_subtask.setdefault(str(doc[spec.field]), []).append(rec)
+            by_subtask.setdefault(str(subtask), []).append(rec)
     subtasks = {s: {"n": len(rs), "metrics": task.aggregate(rs)} for s, rs in sorted(by_subtask.items())}
     present = set(subtasks)
     groups: dict[str, Any] = {}

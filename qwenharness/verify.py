@@ -125,7 +125,39 @@ def verify_aggregate(path: Path, root: Path | None = None) -> list[str]:
                                 f"{_rel(samples, root)}: {m[field]!r}")
     for metric in set(data["metrics"]) - set(again):
         problems.append(f"{name}: metric {metric} does not follow from the records")
+    if "groups" in data or "subtasks" in data:
+        problems += _verify_groups(name, data, task, records, dataset)
     return problems
+
+
+def _verify_groups(name: str, data: dict[str, Any], task: Any, records: list[Any], dataset: str) -> list[str]:
+    """The subtask and group means (grouping.py) recomputed from the records' subtask names."""
+    from .data.subsets import parse_selection
+    from .errors import HarnessError
+    from .grouping import SUBTASK_KEY, group_aggregates
+
+    names = [r.extra.get(SUBTASK_KEY) if isinstance(r.extra, dict) else None for r in records]
+    if any(n is None for n in names):  # records written before they named their subtask (a resumed run)
+        return []
+    try:
+        again = group_aggregates(task, parse_selection(str((data.get("selection") or {}).get("name") or dataset)),
+                                 records, names) or {}
+    except HarnessError as exc:
+        return [f"{name}: its subtasks cannot be recomputed ({exc})"]
+    stored, fresh = _leaves({k: data.get(k) for k in again}), _leaves(again)
+    return [f"{name}: {path} = {stored.get(path)!r}, recomputed from the records: {v!r}"
+            for path, v in fresh.items() if not _close(stored.get(path), v)] + [
+            f"{name}: {path} does not follow from the records" for path in set(stored) - set(fresh)]
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested aggregate block as {"groups.stem.metrics.acc.macro.value": 0.25, ...}."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
 
 
 def _run_dirs(results_dir: Path) -> list[Path]:

@@ -155,13 +155,23 @@ def test_stem_group_with_doc_ids_size_weighted_and_macro(tmp_path: Path, shared_
     assert stem["metrics"]["acc"]["macro"] == {"value": pytest.approx(sum(shares.values()) / 3), "n_subtasks": 3}
     assert agg["metrics"]["acc"]["value"] == pytest.approx(weighted)  # the headline is lm-eval's weighted mean
     assert agg["selection"]["doc_ids"] == [str(i) for i in ids]
+    # verify.py recomputes the subtask and group means from the records, and names a forged one
+    from qwenharness.verify import verify_aggregate
+
+    path = tmp_path / "evaluations" / "t" / "tiny" / "balanced" / "mmlu:stem.json"
+    assert verify_aggregate(path) == []
+    forged = json.loads(path.read_text())
+    forged["groups"]["stem"]["metrics"]["acc"]["macro"]["value"] = 0.99
+    path.write_text(json.dumps(forged))
+    (problem,) = verify_aggregate(path)
+    assert "groups.stem.metrics.acc.macro.value = 0.99" in problem
 
 
 def test_whole_dataset_groups_are_its_categories_and_itself() -> None:
     task = get_task("mmlu")
     docs = [{"subject": s, "_index": i} for i, s in enumerate(["anatomy", "anatomy", "virology", "sociology"])]
     records = [SampleRecord(str(i), None, 0, [], {"acc": v}) for i, v in enumerate([1.0, 0.0, 1.0, 0.0])]
-    out = group_aggregates(task, data.parse_selection("mmlu"), records, docs)
+    out = group_aggregates(task, data.parse_selection("mmlu"), records, [d["subject"] for d in docs])
     assert set(out["groups"]) == {"stem", "other", "social_sciences", "mmlu"}
     whole = out["groups"]["mmlu"]["metrics"]["acc"]
     assert whole["size_weighted"]["value"] == pytest.approx(0.5)
