@@ -276,7 +276,7 @@ def pooled(dataset: str, rows: list[TaskParity], name: str) -> TaskParity:
         out.unmatched += r.unmatched
         out.max_abs_dll = max(out.max_abs_dll, r.max_abs_dll)
         out.argmax_disagreements = (out.argmax_disagreements or 0) + (r.argmax_disagreements or 0)
-        out.unmatched_examples += r.unmatched_examples[: 3 - len(out.unmatched_examples)]
+        out.unmatched_examples += r.unmatched_examples[: max(0, 3 - len(out.unmatched_examples))]
     for side in ("harness", "lm_eval"):
         metrics = {m for r in rows for m in getattr(r, side)}
         setattr(out, side, {m: sum(getattr(r, side)[m] * r.docs for r in rows) / max(out.docs, 1) for m in metrics})
