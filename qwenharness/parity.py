@@ -141,6 +141,7 @@ def write_tasks(work: Path, dataset: str, docs: list[dict[str, Any]], fewshot: l
     from .data.subsets import base_name
 
     base = base_name(dataset)
+    folder = dataset.replace(":", "_")
     tasks_root = lm_eval_tasks_dir()
     out: list[LocalTask] = []
     if base == "mmlu":
@@ -152,11 +153,11 @@ def write_tasks(work: Path, dataset: str, docs: list[dict[str, Any]], fewshot: l
             dev[r["subject"]].append(r)
         for spec in _mmlu_tasks(sorted(by_subject)):
             subject = spec.name[len("mmlu_"):]
-            files = {"test": work / "data" / "mmlu" / subject / "test.jsonl"}
+            files = {"test": work / "data" / folder / subject / "test.jsonl"}
             _write_rows(files["test"], by_subject[subject])
             extra: dict[str, Any] = {"num_fewshot": n_shot}
             if n_shot:
-                files["dev"] = work / "data" / "mmlu" / subject / "dev.jsonl"
+                files["dev"] = work / "data" / folder / subject / "dev.jsonl"
                 _write_rows(files["dev"], dev[subject])
             else:
                 extra["fewshot_split"] = None
@@ -167,7 +168,7 @@ def write_tasks(work: Path, dataset: str, docs: list[dict[str, Any]], fewshot: l
                           "local data does not carry", "drop --n-shot (MMLU's 5-shot dev examples are compared)")
     rows = [{**d, "label": int(d["answer"])} for d in docs] if base == "boolq" else docs
     for spec in TASKS[base]:
-        files = {spec.eval_split: work / "data" / spec.name / f"{spec.eval_split}.jsonl"}
+        files = {spec.eval_split: work / "data" / folder / spec.name / f"{spec.eval_split}.jsonl"}
         _write_rows(files[spec.eval_split], rows)
         out.append(_config(work, tasks_root, spec, dataset, docs, files, {"num_fewshot": 0}))
     return out
@@ -175,7 +176,8 @@ def write_tasks(work: Path, dataset: str, docs: list[dict[str, Any]], fewshot: l
 
 def _config(work: Path, tasks_root: Path, spec: LmEvalTask, dataset: str, docs: list[dict[str, Any]],
             files: dict[str, Path], extra: dict[str, Any]) -> LocalTask:
-    local = f"qhparity_{spec.name}"
+    part = dataset.partition(":")[2]  # mmlu and mmlu:stem in one run get tasks of their own
+    local = f"qhparity_{part}_{spec.name}" if part else f"qhparity_{spec.name}"
     splits = {"training_split": None, "validation_split": None, "test_split": None}
     splits["test_split" if spec.eval_split == "test" else "validation_split"] = spec.eval_split
     cfg = {"include": str(tasks_root / spec.yaml), "task": local, "tag": [], "dataset_path": "json",

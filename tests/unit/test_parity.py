@@ -96,3 +96,24 @@ def test_parity_acceptance(tmp_path: Path) -> None:
     assert max(r["max_abs_dll"] for r in rows) <= 1e-3
     assert sum(r["argmax_disagreements"] or 0 for r in rows) == 0
     assert payload["ok"]
+
+
+@needs_lm_eval
+def test_written_tasks_point_lm_evals_yamls_at_the_documents(tmp_path: Path) -> None:
+    from qwenharness.parity import write_tasks
+
+    docs = [{"_index": 4, "question": "q", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 1}]
+    dev = [{**docs[0], "_index": i, "question": f"dev {i}"} for i in range(6)]
+    whole = write_tasks(tmp_path, "mmlu", docs, dev, 5)
+    part = write_tasks(tmp_path, "mmlu:stem", docs, dev, 5)  # one run may hold both: no name is shared
+    assert [t.local_name for t in whole] == ["qhparity_mmlu_anatomy"]
+    assert [t.local_name for t in part] == ["qhparity_stem_mmlu_anatomy"]
+    cfg = json.loads((tmp_path / "tasks" / "qhparity_mmlu_anatomy.yaml").read_text())
+    assert cfg["include"].endswith("mmlu/default/mmlu_anatomy.yaml") and Path(cfg["include"]).is_file()
+    assert (cfg["dataset_path"], cfg["num_fewshot"], cfg["test_split"], cfg["training_split"]) == ("json", 5, "test", None)
+    rows = [json.loads(line) for line in Path(cfg["dataset_kwargs"]["data_files"]["test"]).read_text().splitlines()]
+    assert rows == [{k: v for k, v in docs[0].items() if k != "_index"}]
+    (boolq,) = write_tasks(tmp_path, "boolq", [{"_index": 0, "passage": "p", "question": "q", "answer": True}], None, 0)
+    cfg = json.loads((tmp_path / "tasks" / f"{boolq.local_name}.yaml").read_text())
+    (row,) = [json.loads(line) for line in Path(cfg["dataset_kwargs"]["data_files"]["validation"]).read_text().splitlines()]
+    assert row["label"] == 1 and cfg["validation_split"] == "validation" and cfg["test_split"] is None
