@@ -8,6 +8,7 @@ two minutes), later runs reuse the cache. Deselect with -m "not real".
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,13 @@ from qwenharness.results import read_jsonl, resolve_run_paths
 pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.vllm]
 
 QWEN = "qwen2.5_coder_1.5b"
-# Documents per dataset and the floor the lower end of the 95% interval must clear. Chance is 0.25
-# on ARC-Easy and 0.5 on PIQA; a random-weight model is at chance, so its interval's lower end stays
-# below these floors (ARC-Easy at n=200: P(acc >= 0.5 | p = 0.25) < 1e-13).
-MC_FLOORS = {"arc_easy": (200, 0.50), "piqa": (200, 0.60)}
-HUMANEVAL = (164, 0.50)  # all of HumanEval, greedy (the reference run of docs/benchmarks.md); chance is 0
+# Documents per dataset, the metric, and the floor the lower end of its 95% interval must clear.
+# Chance is 0.25 on ARC-Easy and HellaSwag and 0.5 on PIQA; a random-weight model is at chance, so its
+# interval's lower end stays below these floors (ARC-Easy at n=200: P(acc >= 0.5 | p = 0.25) < 1e-13).
+MC_FLOORS = {"arc_easy": (200, "acc", 0.50), "piqa": (200, "acc", 0.60), "hellaswag": (200, "acc_norm", 0.45)}
+# HumanEval problems (greedy; chance is 0) and the floor. CI runs 40 (about three minutes); the full
+# reference run of docs/benchmarks.md is QWENHARNESS_REAL_HUMANEVAL=164 (about 13 minutes).
+HUMANEVAL = (int(os.environ.get("QWENHARNESS_REAL_HUMANEVAL", "40")), 0.30)
 RUN_ID = "real-reference"  # under <results-dir>/evaluations: the reports include these results
 
 
@@ -36,11 +39,11 @@ def qwen_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def real_run(engine_pool, harness, qwen_dir: Path):
-    """One evaluation of the Qwen model: ARC-Easy and PIQA (200 documents each), all of HumanEval.
-    A rerun reuses the stored records (the run is resumable like any other)."""
+    """One evaluation of the Qwen model: ARC-Easy, PIQA and HellaSwag (200 documents each) and
+    HumanEval. A rerun reuses the stored records (the run is resumable like any other)."""
     root = harness.results_dir
     results = []
-    for dataset, limit in [*((d, n) for d, (n, _) in MC_FLOORS.items()), ("humaneval", HUMANEVAL[0])]:
+    for dataset, limit in [*((d, n) for d, (n, _, _) in MC_FLOORS.items()), ("humaneval", HUMANEVAL[0])]:
         settings = EvalSettings(models=[QWEN], datasets=[dataset], backend="vllm", sample_limit=limit,
                                 data_dir=harness.data_dir, progress=False)
         results += Evaluator(settings, resolve_run_paths(root, RUN_ID), pool=engine_pool,
@@ -50,10 +53,10 @@ def real_run(engine_pool, harness, qwen_dir: Path):
 
 @pytest.mark.parametrize("dataset", sorted(MC_FLOORS))
 def test_multiple_choice_accuracy_is_far_above_chance(real_run, dataset: str) -> None:
-    n, floor = MC_FLOORS[dataset]
+    n, metric, floor = MC_FLOORS[dataset]
     result = real_run[dataset]
     assert result.ok, result.error
-    acc = result.aggregate["metrics"]["acc"]
+    acc = result.aggregate["metrics"][metric]
     assert acc["n"] == n and result.aggregate["n_errors"] == 0
     lo, hi = acc["ci95"]
     assert (lo, hi) == pytest.approx(wilson_interval(acc["value"] * n, n))
