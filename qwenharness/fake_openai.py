@@ -23,9 +23,10 @@ class FakeBehaviour:
     model: str = "tiny"
     max_model_len: int = 8192
     api_key: str | None = None  # required as "Bearer <key>" when set
-    fail_s: float = 0.0  # answer 500 to completions for this long after start()
+    fail_s: float = 0.0  # answer 500 to completions for this long after the first one
     stall_s: float = 0.0  # sleep this long before answering a completion
     prompt_logprobs: bool = True  # False: a server without vLLM's prompt_logprobs (and no echo)
+    die_after: int | None = None  # after this many answered completions, 503 only (until set to None)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -37,7 +38,8 @@ class FakeOpenAIServer:
     def __init__(self, behaviour: FakeBehaviour | None = None):
         self.behaviour = behaviour or FakeBehaviour()
         self._lock = threading.Lock()
-        self._started = 0.0
+        self._started: float | None = None  # the first completion request
+        self._answered = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,12 +86,20 @@ class FakeOpenAIServer:
                 if body.get("model") != b.model:
                     self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
                     return
+                with server._lock:
+                    if server._started is None:
+                        server._started = time.monotonic()
                 if time.monotonic() - server._started < b.fail_s:
                     server._count("500")
                     self._send(500, {"error": {"message": "internal error (scripted)"}})
                     return
+                if b.die_after is not None and server._answered >= b.die_after:
+                    self._send(503, {"error": {"message": "service unavailable (scripted)"}})
+                    return
                 if b.stall_s:
                     time.sleep(b.stall_s)
+                with server._lock:
+                    server._answered += 1
                 if self.path == "/v1/completions":
                     self._send(200, server._completion(body))
                 elif self.path == "/v1/chat/completions":
@@ -124,7 +134,6 @@ class FakeOpenAIServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def start(self) -> "FakeOpenAIServer":
-        self._started = time.monotonic()
         self.thread.start()
         return self
 

@@ -23,6 +23,7 @@ context never records them as per-sample errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
@@ -165,6 +166,7 @@ class OpenAIEngine:
     def __init__(self, config: ResolvedConfig, endpoint: ServerEndpoint, *, tokenizer: Any = "auto"):
         import httpx
 
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
         self._httpx = httpx
         self.config = config
         self.spec = config.model
