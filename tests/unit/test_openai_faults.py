@@ -119,3 +119,17 @@ def test_a_server_lost_mid_run_loses_no_answer(tmp_path: Path, capsys: pytest.Ca
     assert sorted(r["doc_id"] for r in recs) == sorted({r["doc_id"] for r in recs}) and len(recs) == 3
     n_choices = sum(len(r["outputs"]) for r in recs)
     assert asked == 1 + n_choices - saved, "the rerun asked only for what was missing (plus its probe)"
+
+
+def test_judge_on_its_own_server(tmp_path: Path) -> None:
+    """--judge-base-url: MT-Bench's answers come from the model's server, the judgments from the judge's."""
+    with FakeOpenAIServer() as model_server, FakeOpenAIServer(FakeBehaviour(model="tiny-2x")) as judge_server:
+        code, _ = evaluate(tmp_path, model_server.base_url, "--judge-model", "tiny-2x", "--judge-base-url",
+                           judge_server.base_url, datasets="mt_bench")
+        model_asked = model_server.behaviour.counts.get("POST /v1/completions", 0)
+        judge_asked = judge_server.behaviour.counts.get("POST /v1/completions", 0)
+    assert code == 0
+    assert model_asked >= 2 * 3 and judge_asked >= 3, (model_asked, judge_asked)
+    servers = json.loads((tmp_path / "evaluations" / "r" / "manifest.json").read_text())["servers"]
+    assert servers["judge:tiny-2x/balanced"]["base_url"] == judge_server.base_url
+    assert servers["model:tiny/balanced"]["base_url"] == model_server.base_url
