@@ -269,8 +269,8 @@ def _selected_records(name: str, split: str | None, data_dir: str | os.PathLike[
 
 def load_split(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every row of one split (few-shot sources: gsm8k train, mmlu dev, mbpp prompt; MT-Bench's
-    judge_prompts and reference_answer_gpt-4), numbered with "_index"."""
-    return read_split(name, split, data_dir=data_dir).records
+    judge_prompts and reference_answer_gpt-4), numbered with "_index". A part's name reads its dataset's split."""
+    return read_split(parse_selection(name).dataset, split, data_dir=data_dir).records
 
 
 def doc_id(name: str, row: dict[str, Any]) -> str:
