@@ -133,3 +133,16 @@ def test_judge_on_its_own_server(tmp_path: Path) -> None:
     servers = json.loads((tmp_path / "evaluations" / "r" / "manifest.json").read_text())["servers"]
     assert servers["judge:tiny-2x/balanced"]["base_url"] == judge_server.base_url
     assert servers["model:tiny/balanced"]["base_url"] == model_server.base_url
+
+
+def test_bench_over_http(tmp_path: Path) -> None:
+    with FakeOpenAIServer() as server:
+        code = main(["bench", "--models", "tiny", "--backend", "openai", "--base-url", server.base_url,
+                     "--num-prompts", "4", "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--overhead-reps",
+                     "1", "--input-len", "16", "--output-len", "8", "--text-dataset", "none",
+                     "--results-dir", str(tmp_path), "--run-id", "b"])
+        asked = server.behaviour.counts.get("POST /v1/completions", 0)
+    assert code == 0 and asked >= 4 + 4 + 1
+    stored = json.loads((tmp_path / "benchmarks" / "b" / "tiny" / "balanced" / "openai.json").read_text())
+    assert stored["throughput"]["random"]["output_tokens_per_s"] > 0
+    assert stored["overhead"]["applicable"] is False, "no bare vLLM behind a server"
