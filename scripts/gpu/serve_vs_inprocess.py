@@ -37,16 +37,29 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-# vllm.LLM keyword -> `vllm serve` flag (booleans: flag present when True)
-_FLAGS = {
-    "tokenizer": "--tokenizer", "dtype": "--dtype", "max_model_len": "--max-model-len",
-    "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs",
-    "max_num_batched_tokens": "--max-num-batched-tokens", "kv_cache_dtype": "--kv-cache-dtype",
-    "tensor_parallel_size": "--tensor-parallel-size", "seed": "--seed", "load_format": "--load-format",
-    "block_size": "--block-size",
-}
-_BOOL_FLAGS = {"enforce_eager": "--enforce-eager", "trust_remote_code": "--trust-remote-code"}
+# `vllm serve` takes every engine argument as the kebab-case flag of its vllm.LLM keyword; booleans
+# are given as `--flag` when true, and as `--no-flag` when false only where vLLM's default is true
+_DEFAULT_TRUE = {"enable_prefix_caching"}
 _SKIP = {"model", "disable_log_stats"}  # positional; the server logs its stats as it does by default
+
+
+def serve_flags(llm_kwargs: dict[str, Any]) -> list[str]:
+    """The `vllm serve` flags of the harness's `vllm.LLM` keyword arguments (all but the model)."""
+    argv: list[str] = []
+    for k, v in llm_kwargs.items():
+        if k in _SKIP or v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            if v:
+                argv.append(flag)
+            elif k in _DEFAULT_TRUE:
+                argv.append("--no-" + k.replace("_", "-"))
+        elif isinstance(v, (dict, list)):
+            argv += [flag, json.dumps(v)]
+        else:
+            argv += [flag, str(v)]
+    return argv
 
 
 def serve_argv(llm_kwargs: dict[str, Any], port: int, served_name: str) -> list[str]:
@@ -63,19 +76,7 @@ def serve_argv(llm_kwargs: dict[str, Any], port: int, served_name: str) -> list[
         # "vllm" and stops; the server module it runs takes the same flags
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(llm_kwargs["model"])]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--served-model-name", served_name]
-    for k, v in llm_kwargs.items():
-        if k in _SKIP or v is None:
-            continue
-        if k == "enable_prefix_caching":
-            argv.append("--enable-prefix-caching" if v else "--no-enable-prefix-caching")
-        elif k in _BOOL_FLAGS:
-            if v:
-                argv.append(_BOOL_FLAGS[k])
-        elif k in _FLAGS:
-            argv += [_FLAGS[k], str(v)]
-        else:
-            raise SystemExit(f"no `vllm serve` flag known for the engine setting {k}={v!r}: add it to _FLAGS")
-    return argv
+    return argv + serve_flags(llm_kwargs)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> float:
