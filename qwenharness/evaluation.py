@@ -134,12 +134,16 @@ def make_pool(settings: EvalSettings) -> Any:
         judge_server=ServerEndpoint.from_dict(settings.judge_server) if settings.judge_server else None)
 
 
-def resolve_config(pool: Any, model: str, preset: str, load_format: str, backend: str = "vllm") -> ResolvedConfig:
+def resolve_config(pool: Any, model: str, preset: str, load_format: str, backend: str = "vllm",
+                   overrides: dict[str, Any] | None = None) -> ResolvedConfig:
+    """The configuration the pool would open; `overrides`: the run's engine settings (in-process only)."""
+    if backend == "openai":
+        overrides = {}
     if hasattr(pool, "resolve"):
-        return pool.resolve(model, preset, backend) if backend == "openai" else pool.resolve(model, preset)
+        return pool.resolve(model, preset, backend) if backend == "openai" else pool.resolve(model, preset, **(overrides or {}))
     from .presets import get_model_config
 
-    return get_model_config(model, preset, load_format=load_format, plan_memory=backend != "openai")
+    return get_model_config(model, preset, load_format=load_format, plan_memory=backend != "openai", **(overrides or {}))
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -303,6 +307,9 @@ class Evaluator:
         self._invocation: dict[str, Any] | None = None  # this process's entry in manifest["invocations"]
         self._current_entry: str | None = None  # the evaluation this process is running now
         self.on_start: Callable[[Path], Any] | None = None  # called with the run directory once it exists
+        from .engine_args import EngineSettings
+
+        self._overrides = EngineSettings.from_dict(settings.engine).overrides()  # in-process engines only
 
     # manifest
     def _start_manifest(self) -> None:
@@ -388,7 +395,7 @@ class Evaluator:
                 for preset in self.settings.presets:
                     try:
                         config = resolve_config(self.pool, model, preset, self.settings.load_format,
-                                                self.settings.backend)
+                                                self.settings.backend, self._overrides)
                     except HarnessError as e:
                         for ds in self.settings.datasets:
                             self._fail(model, preset, ds, f"configuration: {e}")
@@ -447,7 +454,8 @@ class Evaluator:
         until it is free; without, say so and return None (the caller comes back to it)."""
         try:
             if config is None:
-                config = resolve_config(self.pool, model, preset, self.settings.load_format, self.settings.backend)
+                config = resolve_config(self.pool, model, preset, self.settings.load_format, self.settings.backend,
+                                        self._overrides)
             with contextlib.ExitStack() as held:
                 try:
                     held.enter_context(self.store.dataset_lock(model, preset, dataset))
@@ -474,8 +482,10 @@ class Evaluator:
 
             flush_run_log()
         t0 = time.perf_counter()
-        engine = (self.pool.get(model, preset, backend, role=role) if backend == "openai"
-                  else self.pool.get(model, preset, backend))
+        if backend == "openai":
+            engine = self.pool.get(model, preset, backend, role=role)
+        else:  # the run's engine settings (--max-model-len ...), whoever made the pool
+            engine = self.pool.get(model, preset, backend, **self._overrides)
         if getattr(self.pool, "current_key", before) != before or before is None:
             self._say(engine_header(engine, model, preset, backend, role, time.perf_counter() - t0))
             if not engine.capabilities.in_process:  # the server's identity (models, max length, version)
@@ -485,7 +495,8 @@ class Evaluator:
 
     def _judge(self, model: str, preset: str) -> tuple[str, ResolvedConfig]:
         judge = self.settings.judge_model or model
-        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format, self.settings.judge_backend)
+        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format, self.settings.judge_backend,
+                                     self._overrides)
 
     def _evaluate(self, model: str, preset: str, dataset: str, config: ResolvedConfig) -> DatasetResult:
         from .data import load, load_docs
@@ -586,7 +597,7 @@ class Evaluator:
         current = getattr(self.pool, "current_key", None)
         if ctx.engine_opened and current and tuple(current[:3]) == (model, preset, backend):
             try:
-                engine_info = self.pool.get(model, preset, backend).info().to_dict()
+                engine_info = self._engine(model, preset, backend).info().to_dict()
             except Exception:  # noqa: BLE001 - informational only
                 engine_info = None
         aggregate.update({

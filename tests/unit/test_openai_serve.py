@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {"gsm8k": 4, "arc_easy": 6, "humaneval": 2}
 SAMPLE_LIMIT = ",".join(f"{d}={n}" for d, n in LIMITS.items())
+MAX_TOKENS = 96  # shorter generations than the tasks' defaults: the same comparison in less CI time
+MAX_MODEL_LEN = 2048  # both engines get --max-model-len 2048 (the in-process one through the run's settings)
 LL_TOLERANCE = 1e-4
 
 
@@ -43,7 +45,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields a VLLMServer
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    srv = VLLMServer(get_model_config("tiny", "balanced", gpu=None), port=free_port(), log=log)
+    config = get_model_config("tiny", "balanced", gpu=None, max_model_len=MAX_MODEL_LEN)
+    srv = VLLMServer(config, port=free_port(), log=log)
     srv.start(timeout_s=600)
     print(f"vllm serve started in {srv.start_s:.1f} s")
     yield srv
@@ -55,10 +58,13 @@ def reference(engine_pool, tmp_path_factory: pytest.TempPathFactory, harness) ->
     """The in-process vLLM engine's run of the same samples (the session's pool: opened once)."""
     root = tmp_path_factory.mktemp("inproc")
     settings = EvalSettings(models=["tiny"], datasets=list(LIMITS), backend="vllm", sample_limit=SAMPLE_LIMIT,
-                            data_dir=harness.data_dir, progress=False)
+                            data_dir=harness.data_dir, progress=False, max_tokens=MAX_TOKENS,
+                            engine={"max_model_len": MAX_MODEL_LEN})
     paths = resolve_run_paths(root, "ref")
     results = Evaluator(settings, paths, pool=engine_pool).run()
     assert all(r.ok for r in results), [r.error for r in results]
+    engine = read_json(paths.run_dir / "tiny" / "balanced" / "gsm8k.json")["engine"]
+    assert engine["extra"]["engine_kwargs"]["max_model_len"] == MAX_MODEL_LEN, "the setting reached vLLM"
     return paths.run_dir
 
 
@@ -89,8 +95,8 @@ def assert_same_as_reference(run_dir: Path, reference: Path, datasets: list[str]
 def evaluate_over_http(server: VLLMServer, results_dir: Path, run_id: str, *extra: str,
                        datasets: list[str] | None = None) -> int:
     return main(["evaluate", "--models", "tiny", "--datasets", ",".join(datasets or LIMITS), "--sample-limit",
-                 SAMPLE_LIMIT, "--backend", "openai", "--base-url", server.base_url, "--results-dir",
-                 str(results_dir), "--run-id", run_id, "--no-progress", *extra])
+                 SAMPLE_LIMIT, "--max-tokens", str(MAX_TOKENS), "--backend", "openai", "--base-url", server.base_url,
+                 "--results-dir", str(results_dir), "--run-id", run_id, "--no-progress", *extra])
 
 
 def test_evaluate_over_http_matches_in_process(server: VLLMServer, reference: Path, tmp_path: Path) -> None:
@@ -99,7 +105,7 @@ def test_evaluate_over_http_matches_in_process(server: VLLMServer, reference: Pa
     assert_same_as_reference(run_dir, reference, list(LIMITS))
     manifest = read_json(run_dir / "manifest.json")
     identity = manifest["servers"]["model:tiny/balanced"]
-    assert identity["served_model"] == "tiny" and identity["max_model_len"] == 8192
+    assert identity["served_model"] == "tiny" and identity["max_model_len"] == MAX_MODEL_LEN
     assert identity["version"], "the server's /version is recorded"
     assert manifest["settings"]["server"]["base_url"] == server.base_url
     agg = read_json(run_dir / "tiny" / "balanced" / "arc_easy.json")
@@ -124,8 +130,8 @@ def test_server_killed_mid_run_then_restarted(server: VLLMServer, reference: Pat
     for what was missing, and its texts equal the in-process engine's."""
     run_dir = tmp_path / "evaluations" / "killed"
     cmd = [sys.executable, "-m", "qwenharness", "evaluate", "--models", "tiny", "--datasets", "gsm8k",
-           "--sample-limit", SAMPLE_LIMIT, "--backend", "openai", "--base-url", server.base_url,
-           "--results-dir", str(tmp_path), "--run-id", "killed", "--no-progress", "--max-concurrency", "1",
+           "--sample-limit", SAMPLE_LIMIT, "--max-tokens", str(MAX_TOKENS), "--backend", "openai", "--base-url",
+           server.base_url, "--results-dir", str(tmp_path), "--run-id", "killed", "--no-progress", "--max-concurrency", "1",
            "--max-retries", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
@@ -147,6 +153,7 @@ def test_server_killed_mid_run_then_restarted(server: VLLMServer, reference: Pat
     assert not (run_dir / "tiny" / "balanced" / "gsm8k.samples.jsonl").exists() or not samples(run_dir, "gsm8k")
 
     server.start(timeout_s=600)
+    print(f"vllm serve restarted in {server.start_s:.1f} s")
     assert evaluate_over_http(server, tmp_path, "killed", datasets=["gsm8k"]) == 0
     assert_same_as_reference(run_dir, reference, ["gsm8k"])
     agg = read_json(run_dir / "tiny" / "balanced" / "gsm8k.json")
