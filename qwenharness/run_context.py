@@ -24,6 +24,7 @@ from typing import Any
 
 from .engines.base import (
     Engine,
+    capabilities_of,
     Generation,
     GenerationRequest,
     LoglikelihoodRequest,
@@ -241,7 +242,8 @@ class CachedRunContext:
             # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
             # so it moves within a chunk; engines that do not report per request move it per chunk
             progress: Any = forwarding_bar(bar, moved) if bar is not None and _takes_progress(engine) else None
-            if kind == "loglikelihood" and not engine.capabilities.loglikelihood:
+            caps = capabilities_of(engine)
+            if kind == "loglikelihood" and not caps.loglikelihood:
                 raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "
                                   "(its server returns no prompt log-probabilities)",
                                   "serve the model with vLLM (vllm serve), or leave log-likelihood datasets out")
@@ -249,7 +251,7 @@ class CachedRunContext:
                 chunk = items[start:start + size]
                 moved[0] = 0
                 saved: set[int] = set()
-                sink = self._sink(side, chunk, saved) if engine.capabilities.streams_results else None
+                sink = self._sink(side, chunk, saved) if caps.streams_results else None
                 results = self._call_isolating(engine, kind, [r for _, r in chunk], progress, sink)
                 side.cache.put_many([(k, v) for i, ((k, _), v) in enumerate(zip(chunk, results)) if i not in saved])
                 if bar is not None:
