@@ -180,7 +180,10 @@ def compare_prompts(harness: list[tuple[str, str | None]], lmeval: list[tuple[st
 
     h, lm = Counter(harness), Counter(lmeval)
     same = sum((h & lm).values())
-    first = next(((a, b) for a, b in zip(sorted(h - lm), sorted(lm - h))), None)
+    def key(r: tuple[str, str | None]) -> tuple[str, str]:
+        return r[0], r[1] or ""
+
+    first = next(((a, b) for a, b in zip(sorted(h - lm, key=key), sorted(lm - h, key=key))), None)
     return {"harness_requests": len(harness), "lmeval_requests": len(lmeval), "identical": same,
             "first_difference": None if first is None else {"harness": first[0][0][-600:], "lmeval": first[1][0][-600:]}}
 

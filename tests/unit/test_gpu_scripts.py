@@ -150,3 +150,5 @@ def test_compare_prompts_counts_identical_requests_as_multisets() -> None:
     off = lmc.compare_prompts(harness, [("ctx a", " A"), ("ctx a", " B"), ("gen q2", None)])
     assert off["identical"] == 2
     assert off["first_difference"] == {"harness": "gen q", "lmeval": "gen q2"}
+    mixed = lmc.compare_prompts([("x", None), ("x", " A")], [("y", None), ("y", " A")])
+    assert mixed["identical"] == 0 and mixed["first_difference"] == {"harness": "x", "lmeval": "y"}
