@@ -177,6 +177,9 @@ class OpenAIEngine:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
+        self.server = self._identify()  # first: a wrong address, key or model fails before any loading
+        self.served_model: str = self.server["served_model"]
+        self.max_len = int(self.server.get("max_model_len") or config.max_model_len)
         found = local_tokenizer(config) if tokenizer == "auto" else (tokenizer, "given") if tokenizer else None
         self.tokenizer = found[0] if found else None
         self.tokenizer_source = found[1] if found else None
@@ -184,9 +187,6 @@ class OpenAIEngine:
         self.api = endpoint.api
         if self.api == "auto":
             self.api = "completions" if self.tokenizer is not None else "chat"
-        self.server = self._identify()
-        self.served_model: str = self.server["served_model"]
-        self.max_len = int(self.server.get("max_model_len") or config.max_model_len)
         self.logprob_mode = self._probe_logprobs()
         self.capabilities = EngineCapabilities(
             loglikelihood=self.logprob_mode is not None, streams_results=True, in_process=False)
