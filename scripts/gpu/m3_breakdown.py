@@ -17,7 +17,8 @@ model's own engine and the records do not time them apart), `timings.wall_s` (th
 end, including the engine start when it fell in that dataset: when the engine was opened before the
 dataset began, its start does not fit in that wall and is counted apart). "other" = wall - inference - start:
 prompt building, tokenization outside the engine, scoring (code execution for HumanEval/MBPP),
-records. With `--wall`, "outside the datasets" = the job's wall time - the sum of dataset walls
+records, and, in the dataset where an engine opened, what its opening costs outside the engine's own
+timer (`import vllm` on first use, model folder and tokenizer: 106 s of a 216 s CPU start under load). With `--wall`, "outside the datasets" = the job's wall time - the sum of dataset walls
 (interpreter and vLLM imports, pytest collection, engine close between models).
 """
 
