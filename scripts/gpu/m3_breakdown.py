@@ -18,7 +18,8 @@ end, including the engine start when it fell in that dataset: when the engine wa
 dataset began, its start does not fit in that wall and is counted apart). "other" = wall - inference - start:
 prompt building, tokenization outside the engine, scoring (code execution for HumanEval/MBPP),
 records, and, in the dataset where an engine opened, what its opening costs outside the engine's own
-timer (`import vllm` on first use, model folder and tokenizer: 106 s of a 216 s CPU start under load). With `--wall`, "outside the datasets" = the job's wall time - the sum of dataset walls
+timer (`import vllm` on first use, model folder, tokenizer; not timed apart: a tiny CPU run under load
+showed 106 s of "other" in its first dataset beside 216 s on the engine's timer). With `--wall`, "outside the datasets" = the job's wall time - the sum of dataset walls
 (interpreter and vLLM imports, pytest collection, engine close between models).
 """
 
