@@ -135,22 +135,27 @@ def _list(names: list[str], as_json: bool) -> int:
                           for s in specs], indent=2))
         return 0
     table = Table(title="dataset registry")
-    for col in ("dataset", "task", "Hub source (eval split)", "splits (rows)", "local file", "metrics",
-                "few-shot (default)", "license"):
+    for col in ("dataset", "task", "Hub source (eval split)", "splits (rows)", "local file", "license"):
         table.add_column(col, overflow="fold")
     for s in specs:
         splits = ", ".join(f"{k} {v}" for k, v in s.splits.items())
-        task = tasks[s.name]
         table.add_row(s.name, s.task, escape(s.hub_source()), escape(splits), escape(s.local_file(s.eval_split)),
-                      ", ".join(task.metric_names),
-                      escape(fewshot_text(policies[s.name], task.fewshot_split(), options.seed)), s.license)
+                      s.license)
+    protocol = Table(title="metrics and few-shot policy (defaults: completion prompts, seed 1234)")
+    for col in ("dataset", "metrics", "few-shot: count, source split, selection rule, seed"):
+        protocol.add_column(col, overflow="fold")
+    for s in specs:
+        task = tasks[s.name]
+        protocol.add_row(s.name, ", ".join(task.metric_names),
+                         escape(fewshot_text(policies[s.name], task.fewshot_split(), options.seed)))
     console = _console()
     console.print(table)
+    console.print(protocol)
     console.print("few-shot rules: " + "; ".join(f"{k}: {escape(v)}" for k, v in RULES.items())
                   + " (--fewshot-sampler lm-eval draws seeded shots as lm-evaluation-harness does). lm-eval's "
                   "ARC, HellaSwag, PIQA, WinoGrande and BoolQ draw shots from train, which these datasets do not "
-                  "carry here; their pool is validation, so shots from the same pool are identical, not the "
-                  "same examples as lm-eval's.")
+                  "carry here; their pool is validation, so for them even the lm-eval rule draws other "
+                  "examples than lm-eval's.")
     for s in specs:
         if s.notes:
             console.print(f"[bold]{s.name}[/bold]: {escape(s.notes)}")
