@@ -93,18 +93,30 @@ class VLLMServer:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_s: float | None = None
+        self._t0 = 0.0
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
     def start(self, timeout_s: float = 300.0) -> "VLLMServer":
-        import httpx
+        return self.launch().wait_ready(timeout_s)
 
+    def launch(self) -> "VLLMServer":
+        """Start the process and return at once (wait_ready waits for it), so other work can overlap
+        the server's start-up."""
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=serve_env(self.config),
                                      start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout_s: float = 300.0) -> "VLLMServer":
+        """Wait until /health answers; `start_s` is the time since launch."""
+        import httpx
+
+        assert self.proc is not None, "launch() first"
+        t0 = self._t0
         url = f"http://{self.host}:{self.port}/health"
         while time.perf_counter() - t0 < timeout_s:
             if self.proc.poll() is not None:

@@ -44,6 +44,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields a VLLMServer
+    """Started before, not while, the in-process reference opens its engine: two vLLM processes
+    compiling into the shared torch-inductor cache at once broke a kernel build (CppCompileError)."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
     config = get_model_config("tiny", "balanced", gpu=None, max_model_len=MAX_MODEL_LEN)
     srv = VLLMServer(config, port=free_port(), log=log)
@@ -54,8 +56,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields a
 
 
 @pytest.fixture(scope="module")
-def reference(engine_pool, tmp_path_factory: pytest.TempPathFactory, harness) -> Path:  # noqa: ANN001
-    """The in-process vLLM engine's run of the same samples (the session's pool: opened once)."""
+def reference(server: VLLMServer, engine_pool, tmp_path_factory: pytest.TempPathFactory,  # noqa: ANN001
+              harness) -> Path:  # noqa: ANN001
+    """The in-process vLLM engine's run of the same samples (the session's pool)."""
     root = tmp_path_factory.mktemp("inproc")
     settings = EvalSettings(models=["tiny"], datasets=list(LIMITS), backend="vllm", sample_limit=SAMPLE_LIMIT,
                             data_dir=harness.data_dir, progress=False, max_tokens=MAX_TOKENS,
