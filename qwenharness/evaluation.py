@@ -488,9 +488,7 @@ class Evaluator:
             engine = self.pool.get(model, preset, backend, **self._overrides)
         if getattr(self.pool, "current_key", before) != before or before is None:
             self._say(engine_header(engine, model, preset, backend, role, time.perf_counter() - t0))
-            from .engines.base import capabilities_of
-
-            if not capabilities_of(engine).in_process:  # the server's identity (models, max length, version)
+            if not engine.capabilities.in_process:  # the server's identity (models, max length, version)
                 server = engine.info().extra.get("server")
                 self.store.update_manifest({"servers": {f"{role}:{model}/{preset}": server}})
         return engine

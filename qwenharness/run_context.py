@@ -24,7 +24,6 @@ from typing import Any
 
 from .engines.base import (
     Engine,
-    capabilities_of,
     Generation,
     GenerationRequest,
     LoglikelihoodRequest,
@@ -242,7 +241,7 @@ class CachedRunContext:
             # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
             # so it moves within a chunk; engines that do not report per request move it per chunk
             progress: Any = forwarding_bar(bar, moved) if bar is not None and _takes_progress(engine) else None
-            caps = capabilities_of(engine)
+            caps = engine.capabilities
             if kind == "loglikelihood" and not caps.loglikelihood:
                 raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "
                                   "(its server returns no prompt log-probabilities)",

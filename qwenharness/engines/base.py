@@ -112,13 +112,6 @@ class EngineCapabilities:
 IN_PROCESS = EngineCapabilities()
 
 
-def capabilities_of(engine: object) -> EngineCapabilities:
-    """An engine's declared capabilities. Every engine of the package declares them; an object written
-    before they existed (a test fake) is taken as an in-process engine that streams nothing."""
-    caps = getattr(engine, "capabilities", IN_PROCESS)
-    return caps if isinstance(caps, EngineCapabilities) else IN_PROCESS
-
-
 @runtime_checkable
 class Engine(Protocol):
     """`progress`: False, True (the engine's own bar) or a tqdm factory as vLLM's `use_tqdm` takes it

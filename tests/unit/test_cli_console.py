@@ -259,13 +259,14 @@ def test_ctrl_c_prints_the_exact_resume_command(tmp_path: Path, monkeypatch: pyt
 def test_bar_moves_per_request_within_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine gets a tqdm factory (vLLM's use_tqdm) and the run's bar moves with each finished request,
     not once per 512-request chunk."""
-    from qwenharness.engines.base import Generation, GenerationRequest, SamplingParams
+    from qwenharness.engines.base import IN_PROCESS, Generation, GenerationRequest, SamplingParams
     from qwenharness.run_context import CachedRunContext
 
     seen: list[int] = []
 
     class PerRequest:
         name = "fake"
+        capabilities = IN_PROCESS
 
         def generate(self, requests, *, progress=False):
             assert callable(progress)
