@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..errors import HarnessError
+from ..selection import parse_sample_limits
+
 
 def split_names(value: str | None) -> list[str]:
     """Comma-separated names, blanks dropped, duplicates dropped (first one kept)."""
@@ -64,16 +67,22 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
                    help="engine logs (vLLM, transformers) at INFO on the console; they always go to the run's run.log")
 
 
-def sample_limit_text(value: str) -> str:
-    """argparse type of --sample-limit: N, or name=N,...,default=N (dataset names are checked later)."""
-    from ..errors import HarnessError
-    from ..selection import parse_sample_limits
+def parsed_text(parse: Callable[[str], object], name: str) -> Callable[[str], str]:
+    """An argparse type that keeps the option's text but refuses, in `parse`'s words, what `parse`
+    refuses (dataset names in it are checked later, against the datasets of the run)."""
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except HarnessError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
 
-    try:
-        parse_sample_limits(value)
-    except HarnessError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+    check.__name__ = name
+    return check
+
+
+# --sample-limit: N, or name=N,...,default=N
+sample_limit_text = parsed_text(parse_sample_limits, "sample_limit_text")
 
 
 def canonical_models(names: list[str]) -> list[str]:

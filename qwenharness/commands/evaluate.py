@@ -38,6 +38,7 @@ from .common import (
     name_list,
     non_negative_int,
     positive_int,
+    parsed_text,
     sample_limit_text,
     seed_int,
     server_endpoint,
@@ -113,16 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def doc_ids_text(value: str) -> str:
-    """argparse type of --doc-ids: a JSON object or a file holding one (dataset names are checked later)."""
-    from ..errors import HarnessError
-    from ..selection import parse_doc_ids
-
-    try:
-        parse_doc_ids(value)
-    except HarnessError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+# --doc-ids: a JSON object or a file holding one
+doc_ids_text = parsed_text(parse_doc_ids, "doc_ids_text")
 
 
 def _resume_paths(value: str, results_dir: str) -> RunPaths:
