@@ -31,6 +31,12 @@ class EngineError(HarnessError, RuntimeError):
     """An inference engine failed to start or to run (missing package, out of memory)."""
 
 
+class EngineDiedError(EngineError):
+    """The engine itself is gone (vLLM's EngineCore died, say): no request is at fault, so nothing is
+    recorded as a sample error; the evaluation stops, its samples stay to be done, and the next one
+    starts a new engine."""
+
+
 class StorageError(HarnessError, OSError):
     """A result file or folder that cannot be written: read-only file system, no space, no permission."""
 

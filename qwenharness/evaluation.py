@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, HarnessError, StorageError
+from .errors import ConfigError, EngineDiedError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
 from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .run_context import CachedRunContext, EngineFn
@@ -469,6 +469,9 @@ class Evaluator:
             return None
         except StorageError:
             raise  # the disk, not the dataset: nothing else can be written either
+        except EngineDiedError as e:
+            self.pool.close()  # the next dataset starts a new engine
+            return self._fail(model, preset, dataset, str(e))
         except HarnessError as e:
             return self._fail(model, preset, dataset, str(e))
         self.results.append(res)

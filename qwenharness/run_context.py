@@ -30,7 +30,7 @@ from .engines.base import (
     LoglikelihoodResult,
 )
 from .console import forwarding_bar
-from .errors import EngineError
+from .errors import EngineDiedError, EngineError
 from .results import ResponseCache
 
 EngineFn = Callable[[], Engine]
@@ -321,6 +321,8 @@ class CachedRunContext:
                 res: list[Any] = engine.loglikelihood(requests, **kwargs)
             else:
                 res = engine.generate(requests, **kwargs)
+        except EngineDiedError:
+            raise  # no request is at fault: splitting would record every one of them as failed
         except EngineError as e:
             if len(requests) == 1:
                 self.stats.request_errors += 1

@@ -120,7 +120,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tensor-parallel-size", type=positive_int, metavar="N", help="GPUs one model is split over")
     g.add_argument("--gpu-memory-utilization", type=unit_float, metavar="F", help="fraction of GPU memory vLLM may take")
     g.add_argument("--max-num-seqs", type=positive_int, metavar="N", help="sequences vLLM schedules at once")
-    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="weights and activations")
+    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                   help="weights and activations (default: the model's; float32 for a bf16 model on a CPU "
+                   "without a fast bf16 path)")
     g.add_argument("--kv-cache-dtype", choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2"), help="KV cache dtype")
     g.add_argument("--engine-args", metavar="K=V,...",
                    help="further vllm.LLM arguments, checked against vLLM's EngineArgs (e.g. enforce_eager=true)")

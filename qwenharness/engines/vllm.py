@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineDiedError, EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
 from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
@@ -220,7 +220,7 @@ class VLLMEngine:
             check_lengths(ids, self.max_len, "prompt")
         params = [self.to_vllm_sampling(r.sampling, len(ids)) for r, ids in zip(requests, prompts)]
         start = time.perf_counter()
-        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=progress)
+        outputs = self._run(llm, [{"prompt_token_ids": ids} for ids in prompts], params, progress)
         share = (time.perf_counter() - start) / max(len(requests), 1)
         results = []
         for ids, out in zip(prompts, outputs):
@@ -255,13 +255,13 @@ class VLLMEngine:
         for wave in ([i for i in w if i not in unsafe] for w in waves):
             if not wave:
                 continue
-            outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in wave], params, use_tqdm=progress)
+            outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in wave], params, progress)
             for i, out in zip(wave, outputs):
                 results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             exact = self._prompt_logprob_params(read_cache=False)
-            outputs = llm.generate([{"prompt_token_ids": windows[i][0]} for i in missing], exact, use_tqdm=False)
+            outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in missing], exact, False)
             for i, out in zip(missing, outputs):
                 results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
         assert all(r is not None for r in results)
@@ -320,10 +320,32 @@ class VLLMEngine:
         free_vllm_state()
 
     # -- internals ------------------------------------------------------------------------------
+    def _run(self, llm: Any, prompts: list[dict[str, Any]], params: Any, progress: Any) -> list[Any]:
+        """llm.generate, with the death of vLLM's EngineCore reported as EngineDiedError."""
+        try:
+            return llm.generate(prompts, params, use_tqdm=progress)
+        except Exception as e:
+            if not _is_engine_death(e):
+                raise
+            raise EngineDiedError(
+                f"vLLM's engine process for {self.spec.name} died ({type(e).__name__}; its cause is in "
+                "run.log, e.g. 'RPC call to execute_model timed out' when one step outlasts "
+                "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS)",
+                "rerun the same command: finished samples are kept and the rest are retried; if it "
+                "recurs, lower --max-num-seqs or raise VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS") from e
+
     def _require_open(self) -> Any:
         if self.llm is None:
             raise EngineError(f"the vLLM engine for {self.spec.name} is closed", "open a new engine")
         return self.llm
+
+
+def _is_engine_death(error: BaseException) -> bool:
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # a vLLM without the V1 engine's exception: nothing to recognise
+        return False
+    return isinstance(error, EngineDeadError)
 
 
 def _first_token_latency(output: Any) -> float | None:

@@ -228,3 +228,26 @@ def test_continuations_a_cached_block_could_reach_skip_the_cache() -> None:
     assert _continuation_score([5, 6], 1, [None, {6: LP(-0.5)}]).logprob == -0.5
     assert _continuation_score([5, 6], 1, [None, {6: LP(3.5e17)}]) is None  # impossible: recomputed
     assert _continuation_score([5, 6], 1, [None, {7: LP(-0.5)}]) is None
+
+
+def test_vllms_dead_engine_core_is_reported_as_engine_death_not_a_request_error() -> None:
+    pytest.importorskip("vllm")
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from qwenharness.engines.vllm import VLLMEngine
+    from qwenharness.errors import EngineDiedError
+
+    class DeadLLM:
+        def generate(self, *args, **kwargs):
+            raise EngineDeadError()
+
+    class BrokenLLM:
+        def generate(self, *args, **kwargs):
+            raise ValueError("a request vLLM rejects")
+
+    engine = object.__new__(VLLMEngine)
+    engine.spec = get_model_spec("tiny")
+    with pytest.raises(EngineDiedError, match="engine process for tiny died.*rerun the same command"):
+        engine._run(DeadLLM(), [{"prompt_token_ids": [1]}], None, False)
+    with pytest.raises(ValueError, match="rejects"):  # anything else keeps its own type
+        engine._run(BrokenLLM(), [{"prompt_token_ids": [1]}], None, False)

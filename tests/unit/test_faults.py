@@ -638,6 +638,52 @@ def test_a_dataset_held_by_another_process_is_done_last(tmp_path: Path) -> None:
     assert [w["evaluation"] for w in inv["wrote"]] == ["tiny/balanced/a", "tiny/balanced/c", "tiny/balanced/b"]
 
 
+def test_an_engine_that_dies_leaves_its_samples_to_be_done(tmp_path: Path) -> None:
+    """Harness bug found on an AVX2 CPU: vLLM's EngineCore died (an execute_model RPC timed out)
+    and every remaining sample was stored as an EngineDeadError record, which a rerun then reused
+    as final. Now the dataset fails with no error records, the next dataset gets a new engine, and
+    a rerun computes what is missing."""
+    from qwenharness.errors import EngineDiedError
+
+    calls = {"opened": 0, "closed": 0, "die_in": {1}}
+
+    class Dying(_Engine):
+        def __init__(self) -> None:
+            calls["opened"] += 1
+            self.number = calls["opened"]
+
+        def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+            if self.number in calls["die_in"]:
+                raise EngineDiedError("vLLM's engine process for tiny died", "rerun the same command")
+            return super().generate(requests)
+
+    class Pool(_Pool):
+        engine: Dying | None = None
+
+        def get(self, model: str, preset: str, backend: str) -> _Engine:
+            self.engine = self.engine or Dying()
+            return self.engine
+
+        def close(self) -> None:
+            calls["closed"] += self.engine is not None
+            self.engine = None
+
+    paths = resolve_run_paths(tmp_path, "dies")
+    settings = EvalSettings(models=["tiny"], datasets=["a", "b"], backend="hf", progress=False)
+    first = Evaluator(settings, paths, pool=Pool(), task_factory=_Task, docs_loader=_docs).run()
+    assert [(r.dataset, r.ok) for r in first] == [("a", False), ("b", True)]
+    assert "died" in (first[0].error or "") and calls["opened"] == 2 and calls["closed"] >= 1
+    store = ResultStore(paths)
+    assert store.load_records("tiny", "balanced", "a") == []  # nothing recorded as the samples' fault
+
+    calls["die_in"] = set()
+    again = Evaluator(settings, resolve_run_paths(tmp_path, "dies"), pool=Pool(), task_factory=_Task,
+                      docs_loader=_docs).run()
+    assert all(r.ok for r in again)
+    records = store.load_records("tiny", "balanced", "a")
+    assert len(records) == 6 and all(r.error is None for r in records)
+
+
 @pytest.mark.slow
 def test_two_concurrent_runs_on_one_directory(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"

@@ -152,7 +152,14 @@ def test_published_file_cites_a_source_for_every_number() -> None:
     assert by[("Qwen3-8B-Base", "MMLU")] == 76.89 and by[("Qwen3-14B-Base", "GSM8K")] == 92.49
 
 
-def test_published_same_checkpoint_matching_settings_flags_a_difference() -> None:
+def test_published_same_checkpoint_matching_settings_flags_a_difference(monkeypatch) -> None:
+    import huggingface_hub
+
+    def offline(*args, **kwargs):  # no network in tests; a real offline lookup retries for 24 s
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setattr("qwenharness.models._HUB_LOOKUPS", {})
     pubs = published.load_published()
     mmlu_base = next(p for p in pubs if (p.model, p.benchmark) == ("Qwen3-8B-Base", "MMLU"))
     close = published.compare(_ev("Qwen/Qwen3-8B-Base", "mmlu", {"acc": Metric(0.765, 0.004, 14042)}, 5, False),
