@@ -11,13 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The main job's models and the documents per dataset, chosen to finish within 30 minutes on a
-# 2-core machine (fetch and conversion included), from the per-dataset times measured in CI's real-model
-# stage (docs/benchmarks.md: the 1.5B model scores about 1 ARC-Easy document per second and decodes
-# about 45 tokens/s at batch 16). The multiple-choice sets get 50 documents (an interval of about
-# +-13 points); the 200-document figures and full HumanEval come from `make test`'s real-model stage
-# (run id real-reference), which the reports include when present. More documents:
-# QWENHARNESS_MAIN_LIMITS or --sample-limit.
+# The main job's models and the documents per dataset, estimated (not yet measured end to end) to finish within 30 minutes on a
+# 2-core machine whose CPU computes bf16 (AVX-512), fetch and conversion included (docs/benchmarks.md:
+# there the 1.5B model scores about 1 ARC-Easy document per second). An AVX2-only CPU runs the model in
+# float32 at about 3.5 s per document: pass smaller counts there (QWENHARNESS_MAIN_LIMITS or
+# --sample-limit). The multiple-choice sets get 50 documents (an interval of about +-13 points); the
+# 200-document and full-HumanEval figures come from `QWENHARNESS_REAL_REFERENCE=1 pytest tests/real`
+# (run id real-reference), which the reports include when present.
 MODELS=${QWENHARNESS_MAIN_MODELS:-qwen2.5_coder_1.5b,smollm2_135m}
 LIMITS=${QWENHARNESS_MAIN_LIMITS:-arc_easy=50,piqa=50,hellaswag=50,arc_challenge=20,boolq=20,winogrande=20,truthfulqa_mc=15,mmlu=10,humaneval=10,mbpp=10,gsm8k=8,math500=3,ifeval=5,mt_bench=1}
 .venv/bin/python -m qwenharness fetch-model ${MODELS//,/ }
