@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigError, EngineDiedError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
@@ -134,16 +134,22 @@ def make_pool(settings: EvalSettings) -> Any:
         judge_server=ServerEndpoint.from_dict(settings.judge_server) if settings.judge_server else None)
 
 
-def resolve_config(pool: Any, model: str, preset: str, load_format: str, backend: str = "vllm",
+class EngineSource(Protocol):
+    """What the runner needs of an engine pool (EnginePool; the tests' fakes declare the same)."""
+
+    current_key: tuple[Any, ...] | None  # the open engine's key (model, preset, backend, ...), None if none
+
+    def resolve(self, model: str, preset: str, backend: str | None = None, **overrides: Any) -> ResolvedConfig: ...
+    def get(self, model: str, preset: str, backend: str, **kwargs: Any) -> Any: ...
+    def close(self) -> None: ...
+
+
+def resolve_config(pool: EngineSource, model: str, preset: str, backend: str = "vllm",
                    overrides: dict[str, Any] | None = None) -> ResolvedConfig:
     """The configuration the pool would open; `overrides`: the run's engine settings (in-process only)."""
     if backend == "openai":
-        overrides = {}
-    if hasattr(pool, "resolve"):
-        return pool.resolve(model, preset, backend) if backend == "openai" else pool.resolve(model, preset, **(overrides or {}))
-    from .presets import get_model_config
-
-    return get_model_config(model, preset, load_format=load_format, plan_memory=backend != "openai", **(overrides or {}))
+        return pool.resolve(model, preset, backend)
+    return pool.resolve(model, preset, **(overrides or {}))
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -184,8 +190,7 @@ def chat_template_hash(config: ResolvedConfig) -> str | None:
 
 def metric_bounds(task: Task, name: str) -> tuple[float, float]:
     """The range a metric must lie in: [0, 1] unless the task says otherwise (MT-Bench: 1-10)."""
-    fn = getattr(task, "metric_range", None)
-    return fn(name) if callable(fn) else (0.0, 1.0)
+    return task.metric_range(name)
 
 
 # -- running one task -------------------------------------------------------------------------
@@ -282,7 +287,7 @@ def run_task(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: Cached
 class Evaluator:
     """Runs EvalSettings into one run directory. Pass `pool` to reuse an open EnginePool."""
 
-    def __init__(self, settings: EvalSettings, paths: RunPaths, *, pool: Any | None = None,
+    def __init__(self, settings: EvalSettings, paths: RunPaths, *, pool: EngineSource | None = None,
                  console: Any | None = None, argv: list[str] | None = None,
                  task_factory: Callable[[str], Task] | None = None,
                  docs_loader: Callable[..., list[Any]] | None = None,
@@ -394,7 +399,7 @@ class Evaluator:
             for model in self.settings.models:
                 for preset in self.settings.presets:
                     try:
-                        config = resolve_config(self.pool, model, preset, self.settings.load_format,
+                        config = resolve_config(self.pool, model, preset,
                                                 self.settings.backend, self._overrides)
                     except HarnessError as e:
                         for ds in self.settings.datasets:
@@ -433,7 +438,7 @@ class Evaluator:
 
         def judged(name: str) -> bool:
             try:
-                return bool(getattr(factory(name), "needs_judge", False))
+                return factory(name).needs_judge
             except HarnessError:
                 return False
         return sorted(self.settings.datasets, key=judged)
@@ -454,7 +459,7 @@ class Evaluator:
         until it is free; without, say so and return None (the caller comes back to it)."""
         try:
             if config is None:
-                config = resolve_config(self.pool, model, preset, self.settings.load_format, self.settings.backend,
+                config = resolve_config(self.pool, model, preset, self.settings.backend,
                                         self._overrides)
             with contextlib.ExitStack() as held:
                 try:
@@ -479,7 +484,7 @@ class Evaluator:
 
     def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
         """The pool's engine; one header line each time an engine is started."""
-        before = getattr(self.pool, "current_key", None)
+        before = self.pool.current_key
         if backend == "vllm" and before != (model, preset, backend):  # vLLM writes run.log itself
             from .console import flush_run_log
 
@@ -489,7 +494,7 @@ class Evaluator:
             engine = self.pool.get(model, preset, backend, role=role)
         else:  # the run's engine settings (--max-model-len ...), whoever made the pool
             engine = self.pool.get(model, preset, backend, **self._overrides)
-        if getattr(self.pool, "current_key", before) != before or before is None:
+        if self.pool.current_key != before or before is None:
             self._say(engine_header(engine, model, preset, backend, role, time.perf_counter() - t0))
             if not engine.capabilities.in_process:  # the server's identity (models, max length, version)
                 server = engine.info().extra.get("server")
@@ -498,7 +503,7 @@ class Evaluator:
 
     def _judge(self, model: str, preset: str) -> tuple[str, ResolvedConfig]:
         judge = self.settings.judge_model or model
-        return judge, resolve_config(self.pool, judge, preset, self.settings.load_format, self.settings.judge_backend,
+        return judge, resolve_config(self.pool, judge, preset, self.settings.judge_backend,
                                      self._overrides)
 
     def _evaluate(self, model: str, preset: str, dataset: str, config: ResolvedConfig) -> DatasetResult:
@@ -510,8 +515,7 @@ class Evaluator:
         load = self.split_loader or load
         started, t0 = now_iso(), time.perf_counter()
         task = (self.task_factory or get_task)(dataset)
-        if hasattr(task, "data_dir"):
-            task.data_dir = s.data_dir  # type: ignore[attr-defined]
+        task.data_dir = s.data_dir
         options = task_options(task, model, s)
         limit = s.limit_for(dataset)
         wanted = s.ids_for(dataset)
@@ -531,11 +535,10 @@ class Evaluator:
 
         backend = s.backend
         judge_name = judge_config = None
-        uses_judge = getattr(task, "output_type", "") == "multi_turn" or getattr(task, "needs_judge", False)
+        uses_judge = task.needs_judge
         if uses_judge:
             judge_name, judge_config = self._judge(model, preset)
-            if hasattr(task, "judge_max_tokens"):
-                task.judge_max_tokens = s.judge_max_tokens  # type: ignore[attr-defined]
+            task.judge_max_tokens = s.judge_max_tokens
         fingerprint_src = {
             "options": options.to_dict(), "sample_limit": limit, "seed": s.seed, "config_key": config.key,
             "backend": backend, "judge": judge_config.key if judge_config else None,
@@ -597,7 +600,7 @@ class Evaluator:
         if grouped is not None:
             aggregate.update(grouped)
         engine_info = None
-        current = getattr(self.pool, "current_key", None)
+        current = self.pool.current_key
         if ctx.engine_opened and current and tuple(current[:3]) == (model, preset, backend):
             try:
                 engine_info = self._engine(model, preset, backend).info().to_dict()
@@ -611,7 +614,7 @@ class Evaluator:
                      "protocol": task.protocol(options), "chat_template": options.chat,
                      "chat_template_sha256": chat_template_hash(config) if options.chat else None,
                      "generation_settings": ctx.stats.generation_settings,
-                     "isolation": task.isolation(records) if hasattr(task, "isolation") else None},
+                     "isolation": task.isolation(records)},
             "options": options.to_dict(), "sample_limit": limit, "seed": s.seed,
             "selection": {**(selection.to_dict() if selection is not None else {"name": dataset}),
                           "doc_ids": wanted},
@@ -653,8 +656,7 @@ class Evaluator:
 
 def breakdown(task: Task, records: list[SampleRecord], docs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-group metrics for the fields a dataset has (MMLU subject, MT-Bench category, ...)."""
-    custom = getattr(task, "breakdown", None)  # tasks whose groups are not per-doc fields (IFEval)
-    out: dict[str, Any] = dict(custom(records)) if callable(custom) else {}
+    out: dict[str, Any] = dict(task.breakdown(records))  # groups that are not per-doc fields (IFEval)
     for name in BREAKDOWN_FIELDS:
         groups: dict[str, list[SampleRecord]] = {}
         for rec, doc in zip(records, docs):

@@ -119,16 +119,6 @@ class _Side:
         return self.engine_fn()
 
 
-def _takes_progress(engine: Engine) -> bool:
-    """Whether the engine's generate accepts `progress` (the protocol's engines do; test fakes may not)."""
-    import inspect
-
-    try:
-        return "progress" in inspect.signature(engine.generate).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class CachedRunContext:
     """RunContext implementation (see qwenharness.tasks.base.RunContext)."""
 
@@ -240,7 +230,7 @@ class CachedRunContext:
             moved = [0]
             # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
             # so it moves within a chunk; engines that do not report per request move it per chunk
-            progress: Any = forwarding_bar(bar, moved) if bar is not None and _takes_progress(engine) else None
+            progress: Any = forwarding_bar(bar, moved) if bar is not None else None
             caps = engine.capabilities
             if kind == "loglikelihood" and not caps.loglikelihood:
                 raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "

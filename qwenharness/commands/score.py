@@ -86,14 +86,11 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None,
     from ..tasks import get_task
 
     task = get_task(dataset)
-    if getattr(task, "needs_judge", False):
+    if task.needs_judge:
         raise HarnessError(f"`qwenharness score` cannot grade {dataset}: its scores come from an LLM judge",
                            f"run `qwenharness evaluate --datasets {dataset} --judge-model MODEL` instead")
-    if hasattr(task, "data_dir"):
-        task.data_dir = data_dir  # type: ignore[attr-defined]
-    if hasattr(task, "allow_unisolated"):  # code tasks: refuse early, before reading anything, without bubblewrap
-        task.allow_unisolated = allow_unisolated or None  # type: ignore[attr-defined]
-        task.sandbox  # type: ignore[attr-defined]  # noqa: B018
+    task.data_dir = data_dir
+    task.prepare_sandbox(allow_unisolated)  # code tasks refuse here, before reading anything, without bubblewrap
     grouped = read_responses(responses_path)
     docs = {d.id: {**d.record, "_index": d.index} for d in load_docs(dataset, data_dir=data_dir)}
     for rid in grouped:
@@ -102,21 +99,7 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None,
             raise DataError(f"{responses_path}:{_line_of(responses_path, rid)}: unknown {dataset} id '{rid}'",
                             f"use the dataset's own ids (e.g. '{example}')")
     items = [(docs[rid], grouped[rid]) for rid in docs if rid in grouped]
-    batch = getattr(task, "score_responses", None)
-    if callable(batch):
-        records = batch(items)
-    else:
-        records = []
-        for doc, resps in items:
-            try:
-                records.append(task.score_response(doc, resps))
-            except HarnessError:
-                raise
-            except Exception as e:  # noqa: BLE001 - one bad sample is recorded, not fatal
-                from ..tasks.base import SampleRecord
-
-                records.append(SampleRecord(doc_id="", prompt=None, target=None, outputs=resps, scores={},
-                                            error=f"{type(e).__name__}: {e}"))
+    records = task.score_responses(items)
     ids = [rid for rid in docs if rid in grouped]
     for rec, rid in zip(records, ids):
         rec.doc_id = rid
@@ -131,8 +114,7 @@ def score_file(dataset: str, responses_path: Path, data_dir: str | None = None,
         "n_errors": len(records) - len(good),
         "metrics": task.aggregate(good) if good else {},
     }
-    if hasattr(task, "isolation"):
-        summary["isolation"] = task.isolation(records)  # "bubblewrap", or "none" with --allow-unisolated
+    summary["isolation"] = task.isolation(records)  # "bubblewrap", "none" with --allow-unisolated, None: no code
     return summary, records
 
 

@@ -92,6 +92,11 @@ class Task(ABC):
     # how examples are chosen: "seeded" (TaskOptions.fewshot_sampler's rule), or a fixed rule of the
     # task: "first_n" / "first_n_by_subject" (see tasks/fewshot.RULES)
     fewshot_rule: str = "seeded"
+    needs_judge: bool = False  # its scores come from an LLM judge (RunContext.judge_generate)
+    # Set by the runner on every task: the folder datasets are read from (tasks that read more than
+    # their documents use it, e.g. MT-Bench's judge prompts), and a judged task's judge token budget.
+    data_dir: str | None = None
+    judge_max_tokens: int | None = None
 
     @abstractmethod
     def build_requests(self, docs: list[dict[str, Any]], options: TaskOptions,
@@ -111,6 +116,38 @@ class Task(ABC):
     @abstractmethod
     def score_response(self, doc: dict[str, Any], responses: list[str]) -> SampleRecord:
         """Score responses produced elsewhere (`qwenharness score`); several = n samples."""
+
+    def score_responses(self, items: list[tuple[dict[str, Any], list[str]]]) -> list[SampleRecord]:
+        """`score_response` for many documents; a sample whose scoring raises is recorded as an
+        error, not fatal (tasks that score in parallel, such as the code tasks, override this)."""
+        from ..errors import HarnessError
+
+        records = []
+        for doc, responses in items:
+            try:
+                records.append(self.score_response(doc, responses))
+            except HarnessError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one bad sample is recorded, not fatal
+                records.append(SampleRecord(doc_id="", prompt=None, target=None, outputs=responses, scores={},
+                                            error=f"{type(e).__name__}: {e}"))
+        return records
+
+    def metric_range(self, name: str) -> tuple[float, float]:
+        """The range the metric `name` must lie in (verify.py checks every stored value against it)."""
+        return (0.0, 1.0)
+
+    def isolation(self, records: list[SampleRecord]) -> str | None:
+        """How generated code ran for these records ("bubblewrap", "none"); None: the task runs none."""
+        return None
+
+    def breakdown(self, records: list[SampleRecord]) -> dict[str, Any]:
+        """Per-group metrics whose groups are not fields of the documents (IFEval's instructions)."""
+        return {}
+
+    def prepare_sandbox(self, allow_unisolated: bool) -> None:
+        """Tasks that execute generated code set up their sandbox now, refusing before any work
+        where bubblewrap is missing (unless `allow_unisolated`); the others run no code."""
 
     def fewshot_split(self) -> str | None:
         """The split few-shot examples come from, or None for zero-shot tasks."""

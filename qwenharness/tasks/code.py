@@ -157,6 +157,10 @@ class _CodeTask(Task):
             self._sandbox = Sandbox(allow_unisolated=self.allow_unisolated)
         return self._sandbox
 
+    def prepare_sandbox(self, allow_unisolated: bool) -> None:
+        self.allow_unisolated = allow_unisolated or None
+        self.sandbox  # noqa: B018 - refuses here, before any work, without bubblewrap
+
     # what each benchmark defines
     def doc_key(self, doc: dict[str, Any]) -> str:
         return str(doc["task_id"])
