@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -311,6 +312,9 @@ def _pty_run(argv: list[str], env: dict[str, str], timeout: float,
     def controlling_terminal() -> None:  # in the child: its own session, the pty as its terminal
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # a terminal's Ctrl-C, even where this pytest was started in the background of a script
+        # (which starts it with SIGINT ignored, and children inherit that)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True,
                             preexec_fn=controlling_terminal)

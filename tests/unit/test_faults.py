@@ -437,6 +437,12 @@ def test_kill_9_of_vllm_run_leaves_no_engine_core(tmp_path: Path, data_dir: Path
     assert_nothing_left(proc.pid, snapshot, marker)
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT at its default, so that Python turns it into KeyboardInterrupt even where
+    this pytest was started in the background of a script (with SIGINT ignored, which children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target,sig,code", [("group", signal.SIGINT, 130), ("guard", signal.SIGINT, 130),
                                              ("guard", signal.SIGTERM, 128 + signal.SIGTERM)],
@@ -446,7 +452,7 @@ def test_signals_reach_the_worker_once(target: str, sig: int, code: int, tmp_pat
     argv = evaluate_argv(tmp_path / "run", data_dir, limit=400)
     marker = uuid.uuid4().hex
     proc = subprocess.Popen(argv, env={**cli_env(data_dir), "QH_FAULT_MARKER": marker}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "manifest.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)

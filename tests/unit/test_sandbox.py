@@ -181,7 +181,8 @@ def test_the_sample_folder_is_small_and_private(sandbox: Sandbox) -> None:
     assert size <= 64 * 1024 ** 2
     assert 'home' not in top and 'work' not in top and 'etc' not in top, top
     """
-    assert run(sandbox, code, test).status == "passed"
+    result = run(sandbox, code, test)
+    assert result.status == "passed", result
 
 
 def test_files_inside_its_own_folder_are_fine(sandbox: Sandbox) -> None:
