@@ -188,11 +188,6 @@ def chat_template_hash(config: ResolvedConfig) -> str | None:
     return hashlib.sha256(template.encode()).hexdigest()[:16] if isinstance(template, str) else None
 
 
-def metric_bounds(task: Task, name: str) -> tuple[float, float]:
-    """The range a metric must lie in: [0, 1] unless the task says otherwise (MT-Bench: 1-10)."""
-    return task.metric_range(name)
-
-
 # -- running one task -------------------------------------------------------------------------
 
 def _error_record(doc_id: str, message: str, prompt: Any = None) -> SampleRecord:

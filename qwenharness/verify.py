@@ -60,7 +60,6 @@ def _load_records(path: Path) -> list[Any]:
 def verify_aggregate(path: Path, root: Path | None = None) -> list[str]:
     """Recompute one aggregate from its samples file; problems name the file and the field."""
     from .errors import HarnessError
-    from .evaluation import metric_bounds
     from .tasks import get_task
 
     name = _rel(path, root)
@@ -83,7 +82,7 @@ def verify_aggregate(path: Path, root: Path | None = None) -> list[str]:
         if not isinstance(m, dict):
             problems.append(f"{name}: metric {metric} is not an object")
             continue
-        value, lo_hi = m.get("value"), metric_bounds(task, metric)
+        value, lo_hi = m.get("value"), task.metric_range(metric)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or not lo_hi[0] <= value <= lo_hi[1]):
             problems.append(f"{name}: {metric} = {value!r} is outside its range [{lo_hi[0]:g}, {lo_hi[1]:g}]")

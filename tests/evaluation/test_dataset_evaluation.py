@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from qwenharness.data import load_docs
-from qwenharness.evaluation import EvalSettings, Evaluator, error_budget, metric_bounds
+from qwenharness.evaluation import EvalSettings, Evaluator, error_budget
 from qwenharness.report.tables import not_scored_reason
 from qwenharness.results import read_jsonl, resolve_run_paths
 from qwenharness.tasks import get_task
@@ -74,7 +74,7 @@ def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name:
             assert task.output_type == "multi_turn" and name.startswith(JUDGED_METRIC_PREFIX), (
                 f"{name} has no value: every sample it covers failed")
             continue
-        lo, hi = metric_bounds(task, name)
+        lo, hi = task.metric_range(name)
         assert lo <= value <= hi, f"{name} = {value} is outside [{lo}, {hi}]"
         assert m["n"] > 0 and m["stderr"] is not None and m["stderr"] >= 0
     if task.output_type == "multi_turn":
