@@ -362,7 +362,9 @@ def start_and_kill(argv: list[str], env: dict[str, str], ready: Any, *, victim: 
     else:
         proc.kill()
         pytest.fail("the run never reached the state to kill it in")
-    snapshot = descendants(proc.pid)
+    # keep what satisfied `ready` (a short-lived process may have ended since) and add what started since
+    pids = {p.pid for p in snapshot}
+    snapshot = snapshot + [p for p in descendants(proc.pid) if p.pid not in pids]
     if victim == "guard":
         os.kill(proc.pid, signal.SIGKILL)
     else:
