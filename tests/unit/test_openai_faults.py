@@ -146,3 +146,18 @@ def test_bench_over_http(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "benchmarks" / "b" / "tiny" / "balanced" / "openai.json").read_text())
     assert stored["throughput"]["random"]["output_tokens_per_s"] > 0
     assert stored["overhead"]["applicable"] is False, "no bare vLLM behind a server"
+
+
+def test_generation_through_chat_completions(tmp_path: Path) -> None:
+    """`--server-api chat`: generation goes to /v1/chat/completions as messages (the server applies
+    its own chat template); the answers are recorded and scored like any other."""
+    with FakeOpenAIServer(FakeBehaviour()) as server:
+        code, _ = evaluate(tmp_path, server.base_url, "--server-api", "chat", datasets="gsm8k")
+        counts = dict(server.behaviour.counts)
+    assert code == 0
+    # one /v1/completions request is the open-time log-probability probe; every answer is a chat one
+    assert counts.get("POST /v1/chat/completions") == 3 and counts.get("POST /v1/completions") == 1, counts
+    recs = records(tmp_path, "gsm8k")
+    assert len(recs) == 3 and not any(r["error"] for r in recs)
+    assert all(r["outputs"][0].startswith("reply ") for r in recs), [r["outputs"] for r in recs]
+    assert all(r["prompt"][0]["role"] == "user" for r in recs), "the messages, not a rendered prompt"
