@@ -281,38 +281,36 @@ class VLLMEngine:
         unsafe = cache_reaches_continuation(windows, llm.llm_engine.vllm_config.cache_config.block_size) if share else set()
         waves = [[i for i in w if i not in unsafe]
                  for w in (context_waves(windows) if share else [list(range(len(windows)))])]
-        results: list[LoglikelihoodResult | None] = [None] * len(windows)
+        scored: dict[int, LoglikelihoodResult | None] = {}
         for wave in waves:
-            if wave:
-                outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in wave], params, progress)
-                for i, out in zip(wave, outputs):
-                    results[i] = _continuation_score(*windows[i], out.prompt_logprobs)
-        cache_read = [i for w in waves for i in w if results[i] is not None] if share else []
-        checks = spread_sample(cache_read, CACHED_SCORE_CHECKS)
-        exact = self._score_exactly(llm, windows, [i for i, r in enumerate(results) if r is None] + checks)
-        bad = [i for i in checks if not scores_agree(results[i], exact[i])]  # type: ignore[arg-type]
+            scored.update(self._score_windows(llm, windows, wave, params, progress))
+        cached = {i: r for i, r in scored.items() if r is not None} if share else {}
+        checks = spread_sample(list(cached), CACHED_SCORE_CHECKS)
+        exact = self._score_exactly(llm, windows, [i for i in range(len(windows)) if scored.get(i) is None] + checks)
+        bad = [i for i in checks if not scores_agree(cached[i], exact[i])]
         if bad:
-            w = max(bad, key=lambda i: abs(results[i].logprob - exact[i].logprob) / exact[i].num_tokens)  # type: ignore[union-attr]
+            w = max(bad, key=lambda i: abs(cached[i].logprob - exact[i].logprob) / exact[i].num_tokens)
             log.warning("vLLM %s: %d of %d prompt log-probabilities read from the prefix cache disagree with "
                         "exact ones (the largest: %.4f against %.4f over %d tokens); recomputing this call's "
                         "%d cache-reading requests and no longer reading the cache for log-likelihoods in "
-                        "this engine", self._vllm.__version__, len(bad), len(checks), results[w].logprob,  # type: ignore[union-attr]
-                        exact[w].logprob, exact[w].num_tokens, len(cache_read))
+                        "this engine", self._vllm.__version__, len(bad), len(checks), cached[w].logprob,
+                        exact[w].logprob, exact[w].num_tokens, len(cached))
             self.cache_scores_trusted = False
-            exact.update(self._score_exactly(llm, windows, [i for i in cache_read if i not in exact]))
-        for i, r in exact.items():
-            results[i] = r
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+            exact.update(self._score_exactly(llm, windows, [i for i in cached if i not in exact]))
+        return [exact[i] if i in exact else scored[i] for i in range(len(windows))]  # type: ignore[misc]  # every None is in exact
+
+    def _score_windows(self, llm: Any, windows: list[tuple[list[int], int]], indices: list[int], params: Any,
+                       progress: Any) -> dict[int, LoglikelihoodResult | None]:
+        """One vLLM call for these windows: each one's score, None where it is unusable."""
+        if not indices:
+            return {}
+        outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in indices], params, progress)
+        return {i: _continuation_score(*windows[i], out.prompt_logprobs) for i, out in zip(indices, outputs)}
 
     def _score_exactly(self, llm: Any, windows: list[tuple[list[int], int]],
                        indices: list[int]) -> dict[int, LoglikelihoodResult]:
         """Scores of these windows computed without reading the prefix cache."""
-        if not indices:
-            return {}
-        params = self._prompt_logprob_params(read_cache=False)
-        outputs = self._run(llm, [{"prompt_token_ids": windows[i][0]} for i in indices], params, False)
-        scored = {i: _continuation_score(*windows[i], out.prompt_logprobs) for i, out in zip(indices, outputs)}
+        scored = self._score_windows(llm, windows, indices, self._prompt_logprob_params(read_cache=False), False)
         bad = [i for i, r in scored.items() if r is None]
         if bad:
             raise EngineError(f"vLLM returned no usable prompt log-probabilities for {len(bad)} request(s) "
