@@ -8,9 +8,9 @@ loses at most the chunk in flight, and a rerun makes no engine call for anything
 Engines are reached through zero-argument callables (`engine_fn`, `judge_fn`) and only when a cache
 miss needs them: a fully cached rerun never opens an engine.
 
-Per-request failures: a generation prompt longer than the engine's max_model_len becomes a
-`Generation(finish_reason="error", error=...)` (checked up front where the engine exposes its
-tokenizer, and by splitting a failing batch otherwise) instead of failing the whole batch.
+Per-request failures: a generation prompt longer than the engine's max_model_len comes back from the
+engine as a `Generation(finish_reason="error", error=...)`; a batch the engine rejects is split to
+find the requests at fault, which are recorded as errors, instead of failing the whole batch.
 Log-likelihood contexts are cut from the left by the engines themselves.
 """
 
@@ -104,11 +104,10 @@ def _error_generation(message: str) -> Generation:
 class _Side:
     """One engine identity (the model under test, or the judge) with its cache."""
 
-    def __init__(self, name: str, engine_fn: EngineFn | None, cache: ResponseCache, max_model_len: int | None):
+    def __init__(self, name: str, engine_fn: EngineFn | None, cache: ResponseCache):
         self.name = name
         self.engine_fn = engine_fn
         self.cache = cache
-        self.max_model_len = max_model_len
         self.opened = False
 
     def engine(self) -> Engine:
@@ -123,16 +122,14 @@ class CachedRunContext:
     """RunContext implementation (see qwenharness.tasks.base.RunContext)."""
 
     def __init__(self, model_name: str, engine_fn: EngineFn | None, cache: ResponseCache, *,
-                 max_model_len: int | None = None, judge_name: str | None = None,
-                 judge_fn: EngineFn | None = None, judge_cache: ResponseCache | None = None,
-                 judge_max_model_len: int | None = None, label: str = "",
-                 chunk_sizes: dict[str, int] | None = None, progress: bool | None = None):
+                 judge_name: str | None = None, judge_fn: EngineFn | None = None,
+                 judge_cache: ResponseCache | None = None, label: str = "", chunk_sizes: dict[str, int] | None = None, progress: bool | None = None):
         self.model_name = model_name
         self.label = label or model_name
-        self._model = _Side(model_name, engine_fn, cache, max_model_len)
-        self._judge = (_Side(judge_name or "judge", judge_fn, judge_cache, judge_max_model_len)
+        self._model = _Side(model_name, engine_fn, cache)
+        self._judge = (_Side(judge_name or "judge", judge_fn, judge_cache)
                        if judge_cache is not None else None)
-        self.chunk_sizes = {**DEFAULT_CHUNK, **(chunk_sizes or {})}
+        self.chunk_sizes = dict(chunk_sizes or {})  # given sizes are used as they are
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stats = CallStats()
 
@@ -222,16 +219,12 @@ class CachedRunContext:
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(items), desc=f"{self.label} {kind}", unit="req", leave=False, file=sys.stderr)
-            before = len(items)
-            items = self._precheck(side, engine, kind, items)
-            if bar is not None and before > len(items):
-                bar.update(before - len(items))  # recorded as errors up front
-            size = self.chunk_sizes.get(kind, 512)
+            caps = engine.capabilities
+            size = self.chunk_sizes.get(kind) or DEFAULT_CHUNK.get(kind, 512) * caps.call_size_factor
             moved = [0]
             # the engine moves the bar once per finished request (vLLM's use_tqdm takes a factory),
             # so it moves within a chunk; engines that do not report per request move it per chunk
             progress: Any = forwarding_bar(bar, moved) if bar is not None else None
-            caps = engine.capabilities
             if kind == "loglikelihood" and not caps.loglikelihood:
                 raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "
                                   "(its server returns no prompt log-probabilities)",
@@ -248,33 +241,6 @@ class CachedRunContext:
         finally:
             if bar is not None:
                 bar.close()
-
-    def _precheck(self, side: _Side, engine: Engine, kind: str,
-                  items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        """Record generation prompts that cannot fit max_model_len as per-request errors."""
-        if kind == "loglikelihood" or not side.max_model_len:
-            return items
-        tokenizer, spec = getattr(engine, "tokenizer", None), getattr(engine, "spec", None)
-        if tokenizer is None or spec is None:
-            return items
-        from .engines.common import prompt_token_ids
-
-        keep, bad = [], []
-        for k, r in items:
-            try:
-                n = len(prompt_token_ids(tokenizer, spec, r))
-            except Exception:  # let the engine report it
-                keep.append((k, r))
-                continue
-            if n >= side.max_model_len:
-                bad.append((k, _error_generation(
-                    f"prompt of {n} tokens does not fit max_model_len {side.max_model_len}").to_dict()))
-            else:
-                keep.append((k, r))
-        if bad:
-            self.stats.request_errors += len(bad)
-            side.cache.put_many(bad)
-        return keep
 
     @staticmethod
     def _sink(side: _Side, chunk: list[tuple[str, Any]], saved: set[int]) -> Callable[[int, list[tuple[int, Any]]], None]:

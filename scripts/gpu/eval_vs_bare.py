@@ -13,7 +13,8 @@ earlier in the same machine shows what the compile cache saves). Then, per datas
 - bare: the dataset's requests are built with the task's own `build_requests` and tokenized with the
   engine's own functions (the same token ids the harness sends); untimed. Then the vLLM calls over
   all of them are timed: `--bare waves` (default) makes the engine's own calls (for log-likelihoods
-  with prefix caching: the first request of each context, then the others), `--bare plain` one call
+  with prefix caching: the first request of each context, then the others; none reads the cache
+  where the engine's check found wrong cache-read scores, which the warm-up runs first), `--bare plain` one call
   with vLLM's default prompt-log-prob parameters (no prefix-cache reads, what lm-evaluation-harness
   sends).
 - harness: `Evaluator.run()` for that dataset (what `qwenharness evaluate` runs: prompts, chat
@@ -64,7 +65,7 @@ def bare_inputs(engine: Any, task: Any, docs: list[dict[str, Any]], options: Any
     pairs = encode_pairs(engine.tokenizer, flat, engine.prefix_id)
     windows = [(p.window(engine.max_len - 2), len(p.continuation)) for p in pairs]
     share = (mode == "waves" and bool(engine.config.enable_prefix_caching)
-             and getattr(engine, "_cached_prompt_logprobs", False))
+             and getattr(engine, "_cached_prompt_logprobs", False) and engine.cache_scores_trusted)
     if mode == "plain" or not hasattr(engine, "_prompt_logprob_params"):
         params = engine._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
     else:
@@ -117,7 +118,16 @@ def main() -> int:
                  sp(max_tokens=8, temperature=0.0), use_tqdm=False)
     llm.generate([{"prompt_token_ids": list(range(200 + i, 264 + i))} for i in range(8)],
                  sp(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False), use_tqdm=False)
+    # the engine's own check of cache-read scores (engines/vllm.py) runs once here, before any bare
+    # call: afterwards both sides read the prefix cache for scores, or (where the check found wrong
+    # cache-read scores) neither does
+    from qwenharness.engines.base import LoglikelihoodRequest
+
+    engine.loglikelihood([LoglikelihoodRequest(f"Warm-up question {q}: " + "which of the answers is right? " * 8,
+                                               f" answer {c} to question {q}") for q in range(100) for c in "ABCD"])
     out["warmup_s"] = time.perf_counter() - t0
+    out["cache_scores_trusted"] = engine.cache_scores_trusted
+    print(f"prefix-cache scores trusted after the warm-up check: {engine.cache_scores_trusted}", flush=True)
 
     for ds in [d for d in args.datasets.split(",") if d]:
         limit = limits.get(ds)
@@ -168,6 +178,7 @@ def main() -> int:
             inf = (row.get("harness_timings") or {}).get("inference_s")
             if inf is not None:
                 row["harness_outside_engine_s"] = row["harness_s"] - inf
+        row["cache_scores_trusted_after"] = engine.cache_scores_trusted
         out["datasets"][ds] = row
         print(f"{ds}: {row['docs']} docs, {row['requests']} requests, {row['prompt_tokens']:,} prompt tokens, "
               f"{row['output_tokens']:,} output tokens | bare {row['bare_s']:.1f} s | harness {row['harness_s']:.1f} s"

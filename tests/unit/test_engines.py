@@ -165,10 +165,11 @@ def test_context_and_continuation_split_like_lm_eval(engine) -> None:
         encode_pair(tok, LoglikelihoodRequest("a", ""), engine.prefix_id)
 
 
-def test_too_long_a_prompt_is_a_clear_error(engine) -> None:
+def test_too_long_a_prompt_is_a_clear_per_request_error(engine) -> None:
     ids = tuple([100] * engine.max_len)
-    with pytest.raises(EngineError, match="max_model_len"):
-        engine.generate([GenerationRequest(prompt_token_ids=ids)])
+    long, short = engine.generate([GenerationRequest(prompt_token_ids=ids), greedy("The quick brown fox", 4)])
+    assert long.finish_reason == "error" and f"does not fit max_model_len {engine.max_len}" in long.error
+    assert short.error is None and short.output_tokens > 0
 
 
 def test_hf_sampling_ignores_the_models_generation_defaults(engine, monkeypatch) -> None:
@@ -312,6 +313,7 @@ def _scoring_engine(monkeypatch, llm: _ScoringLLM):
     engine.llm, engine._vllm, engine.spec = llm, _FakeVLLM, get_model_spec("tiny")
     engine.config = SimpleNamespace(enable_prefix_caching=True)
     engine.max_len, engine.tokenizer, engine.prefix_id, engine.cache_scores_trusted = 512, None, 0, True
+    engine.cache_scores_probed = True
     return engine
 
 
@@ -348,6 +350,61 @@ def test_right_log_likelihoods_from_the_prefix_cache_are_kept_after_the_check(mo
     assert engine.cache_scores_trusted is True
     assert llm.cache_reads == len(MC_REQUESTS)  # both waves read the cache
     assert llm.exact_reads == CACHED_SCORE_CHECKS  # only the checks were recomputed
+
+
+def test_a_first_large_call_finds_wrong_cache_scores_before_scoring_the_rest(monkeypatch) -> None:
+    """With the bug, checking only after a whole call meant recomputing every cache-reading request
+    of it (a GPU call holds 16,384). The first large call scores a small head first."""
+    from qwenharness.engines import vllm as vllm_engine
+
+    monkeypatch.setattr(vllm_engine, "CACHE_PROBE_REQUESTS", 8)
+    requests = [LoglikelihoodRequest(f"Question {q}: which one of these is right?", f" {choice} answer {q}")
+                for q in range(50) for choice in "ABCD"]
+    llm = _ScoringLLM(cache_bug=True)
+    engine = _scoring_engine(monkeypatch, llm)
+    engine.cache_scores_probed = False
+    results = engine.loglikelihood(requests)
+    assert [r.logprob for r in results] == pytest.approx([_exact(r) for r in requests])
+    assert engine.cache_scores_trusted is False
+    assert llm.cache_reads == 8  # the head only; the other 192 were sent without cache reads
+    assert llm.exact_reads == len(requests)  # the head's 8 once more, then the other 192
+
+
+class _WordTokenizer:
+    """One token per word; batch calls only, as the engines make them."""
+
+    chat_template = None
+    backend_tokenizer = None
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict:
+        assert isinstance(texts, list), "the engines encode prompts in batches"
+        return {"input_ids": [list(range(len(t.split()))) for t in texts]}
+
+
+def test_too_long_prompts_are_per_request_errors_that_never_reach_vllm() -> None:
+    """The runner used to tokenize every prompt a second time to find these (reaching into
+    engine.tokenizer); the engine now returns them as errors in place of answers."""
+    from types import SimpleNamespace
+
+    from qwenharness.engines import vllm as vllm_engine
+
+    sent: list[list[int]] = []
+
+    class LLM:
+        def generate(self, prompts, params, use_tqdm=False):
+            sent.extend(p["prompt_token_ids"] for p in prompts)
+            return [SimpleNamespace(outputs=[SimpleNamespace(text="ok", token_ids=[1], finish_reason="stop")],
+                                    metrics=None) for _ in prompts]
+
+    engine = object.__new__(vllm_engine.VLLMEngine)
+    engine.llm, engine.tokenizer, engine.spec, engine.max_len = LLM(), _WordTokenizer(), get_model_spec("tiny"), 8
+    engine.to_vllm_sampling = lambda sampling, n: None
+    out = engine.generate([GenerationRequest(prompt="short prompt"), GenerationRequest(prompt="w " * 20),
+                           GenerationRequest(prompt="another short one")])
+    assert [g.error is None for g in out] == [True, False, True]
+    assert out[1].finish_reason == "error" and "20 tokens does not fit max_model_len 8" in out[1].error
+    assert "--max-model-len" in out[1].error
+    assert sent == [[0, 1], [0, 1, 2]], "the over-long prompt must not reach vLLM"
 
 
 def test_spread_sample_covers_the_whole_list() -> None:
