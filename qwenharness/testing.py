@@ -56,11 +56,16 @@ class HarnessOptions:
     engine: EngineSettings = field(default_factory=EngineSettings)  # --max-model-len ... --engine-args
     server: ServerEndpoint | None = None  # --base-url (backend openai)
     judge_server: ServerEndpoint | None = None  # --judge-base-url
+    judge_max_tokens: int | None = None  # --judge-max-tokens (None: EvalSettings' default, FastChat's 2048)
 
     def eval_settings_fields(self) -> dict[str, Any]:
-        """The EvalSettings fields of the engine and server options (recorded in the manifest)."""
-        return {"engine": self.engine.to_dict(), "server": self.server.to_dict() if self.server else None,
-                "judge_server": self.judge_server.to_dict() if self.judge_server else None}
+        """The EvalSettings fields of the engine, server and judge options (recorded in the manifest)."""
+        fields: dict[str, Any] = {"engine": self.engine.to_dict(),
+                                  "server": self.server.to_dict() if self.server else None,
+                                  "judge_server": self.judge_server.to_dict() if self.judge_server else None}
+        if self.judge_max_tokens is not None:
+            fields["judge_max_tokens"] = self.judge_max_tokens
+        return fields
 
     @classmethod
     def from_pytest(cls, config) -> "HarnessOptions":  # noqa: ANN001 - pytest.Config
@@ -94,6 +99,7 @@ class HarnessOptions:
             validate_only=bool(opt("--validate-only")),
             load_format=opt("--load-format"),
             gpu=gpu,
+            judge_max_tokens=opt("--judge-max-tokens"),
         )
 
     def scaling_models(self) -> list[str]:  # noqa: D102
@@ -139,6 +145,10 @@ def add_engine_pytest_options(group: Any) -> None:
     group.addoption("--judge-base-url", default=None, help="a server for the MT-Bench judge")
     group.addoption("--judge-api-key-env", default=None, help="environment variable holding the judge server's key")
     group.addoption("--judge-served-model", default=None, help="the judge's name on its server")
+    from .commands.common import positive_int
+
+    group.addoption("--judge-max-tokens", type=positive_int, default=None,
+                    help="MT-Bench judge generation length (default: 2048, FastChat's)")
 
 
 def _engine_and_servers(config: Any, backends: list[str]) -> tuple[EngineSettings, ServerEndpoint | None,
