@@ -566,7 +566,8 @@ class Evaluator:
         judge_fn: EngineFn | None = ((lambda: self._engine(judge_name, preset, s.judge_backend, role="judge"))  # noqa: E731
                                      if judge_name else None)
         ctx = CachedRunContext(
-            model, engine_fn, cache, judge_name=judge_name, judge_fn=judge_fn, judge_cache=judge_cache, label=f"{model}/{dataset}", progress=s.progress, chunk_sizes=self.chunk_sizes)
+            model, engine_fn, cache, judge_name=judge_name, judge_fn=judge_fn, judge_cache=judge_cache,
+            label=f"{model}/{dataset}", progress=s.progress, chunk_sizes=self.chunk_sizes)
 
         done: dict[str, SampleRecord] = {}
         for rec in existing:

