@@ -68,8 +68,8 @@ json.dump({'datasets': rows}, open('/tmp/evjson/merged.json', 'w'))"
   m3)
     M=${M3_MODELS:-qwen3_8b,qwen3_14b,qwen2.5_8b,qwen2.5_14b,qwen_8b,qwen_14b}
     # HumanEval and MBPP run generated code in bubblewrap, which this machine lacks: the carried .deb
-    if ! command -v bwrap >/dev/null && ls "$HD"/data/bubblewrap_*.deb >/dev/null 2>&1; then
-      dpkg-deb -x "$HD"/data/bubblewrap_*.deb /tmp/bw && export PATH=/tmp/bw/usr/bin:$PATH
+    if ! command -v bwrap >/dev/null && ls "$HD"/bwrap/bubblewrap_*.deb >/dev/null 2>&1; then
+      dpkg-deb -x "$HD"/bwrap/bubblewrap_*.deb /tmp/bw && export PATH=/tmp/bw/usr/bin:$PATH
     fi
     if ! bwrap --ro-bind / / true 2>/dev/null; then
       echo "bubblewrap does not run here: generated code runs unisolated (records say isolation none)" | tee "$OUT/isolation.txt"

@@ -5,7 +5,7 @@
 #   .data/pack_tok/tok.tar.xz    the real Qwen2.5 tokenizer for dummy folders (~1.4 MB), from the
 #                                qwen2.5_coder_1.5b GGUF (`qwenharness fetch-model qwen2.5_coder_1.5b`)
 #   .data/pack_data/data.tar.xz  the dataset files the calls read (~6 MB): mmlu test/dev, hellaswag,
-#                                gsm8k test/train, humaneval, mbpp, mt_bench, and Debian's bubblewrap
+#                                gsm8k test/train, humaneval, mbpp, mt_bench; and bwrap/, Debian's bubblewrap
 #                                package (the GPU machine has no bwrap, and without it HumanEval and MBPP
 #                                refuse to run generated code: the milestone-3 call of 2026-12-03)
 # usage: bash scripts/gpu/pack_for_device.sh [GGUF] [DATA_DIR]   (.data/ is git-ignored)
@@ -24,6 +24,7 @@ cp "$DATA"/hellaswag/validation.jsonl .data/stage/data/hellaswag/
 cp "$DATA"/gsm8k/{test,train}.jsonl .data/stage/data/gsm8k/
 cp -r "$DATA"/humaneval "$DATA"/mbpp "$DATA"/mt_bench .data/stage/data/
 chmod -R u+w .data/stage/data
-(cd .data/stage/data && apt-get download -qq bubblewrap >/dev/null 2>&1) || echo "no bubblewrap .deb (apt-get download failed): the m3 step will run generated code unisolated"
-tar cf - -C .data/stage data | xz -9 > .data/pack_data/data.tar.xz
+mkdir -p .data/stage/bwrap
+(cd .data/stage/bwrap && apt-get download -qq bubblewrap >/dev/null 2>&1) || echo "no bubblewrap .deb (apt-get download failed): the m3 step will run generated code unisolated"
+tar cf - -C .data/stage data bwrap | xz -9 > .data/pack_data/data.tar.xz
 du -sh .data/pack_tok/tok.tar.xz .data/pack_data/data.tar.xz
