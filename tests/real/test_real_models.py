@@ -43,8 +43,8 @@ class Floor:
         return self.documents if isinstance(self.documents, int) else len(self.documents)
 
 
-# CI's stage: the Qwen model on 200 ARC-Easy documents (205 s on a 2-core AVX-512 host, about 12
-# minutes on a 2-core AVX2 one, where the 1.5B model runs in float32) and on the first five HumanEval
+# CI's stage: the Qwen model on 200 ARC-Easy documents (205 s on a 2-core AVX-512 host, 536 s on a
+# 2-core AVX2 one, where the 1.5B model runs in float32: clean-clone CI of 2026-12-03) and on the first five HumanEval
 # problems (by id, not by outcome), then the small model on two multiple-choice sets.
 # QWENHARNESS_REAL_REFERENCE=1 runs the full-size reference of docs/benchmarks.md on the Qwen model
 # instead (an hour or more on an AVX2 host).
