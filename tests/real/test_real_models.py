@@ -43,11 +43,11 @@ class Floor:
         return self.documents if isinstance(self.documents, int) else len(self.documents)
 
 
-# CI's stage: the Qwen model on 200 ARC-Easy documents (205 s on a 2-core AVX-512 host, 536 s on a
-# 2-core AVX2 one, where the 1.5B model runs in float32: clean-clone CI of 2026-12-03) and on the first five HumanEval
-# problems (by id, not by outcome), then the small model on two multiple-choice sets.
-# QWENHARNESS_REAL_REFERENCE=1 runs the full-size reference of docs/benchmarks.md on the Qwen model
-# instead (an hour or more on an AVX2 host).
+# CI's stage: the Qwen model on 200 ARC-Easy documents (205 s on a 2-core AVX-512 host; 536 s on a
+# 2-core AVX2 one, where the 1.5B model runs in float32, in the clean-clone CI of 2026-12-03) and on
+# the first five HumanEval problems (by id, not by outcome), then the small model on two
+# multiple-choice sets. QWENHARNESS_REAL_REFERENCE=1 runs the full-size reference of
+# docs/benchmarks.md on the Qwen model instead (an hour or more on an AVX2 host).
 CI_FLOORS = [  # the small model last: the agreement tests below reuse its open vLLM engine
     Floor(QWEN, "arc_easy", 200, "acc", 0.50),
     Floor(QWEN, "humaneval", [f"HumanEval/{i}" for i in range(5)], "pass@1", 0.20),
