@@ -612,7 +612,8 @@ class Evaluator:
             "options": options.to_dict(), "sample_limit": limit, "seed": s.seed,
             "selection": {**(selection.to_dict() if selection is not None else {"name": dataset}),
                           "doc_ids": wanted},
-            "judge": {"model": judge_name, "config_key": judge_config.key} if judge_config else None,
+            "judge": ({"model": judge_name, "config_key": judge_config.key, "max_tokens": s.judge_max_tokens}
+                      if judge_config else None),
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
                         **ctx.stats.to_dict()},
             "engine": engine_info, "started_at": started, "finished_at": now_iso(),

@@ -79,6 +79,7 @@ def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name:
         assert m["n"] > 0 and m["stderr"] is not None and m["stderr"] >= 0
     if task.output_type == "multi_turn":
         assert agg["metrics"]["judge_parse_failure_rate"]["n"] > 0, "the judge's verdicts must be counted"
+        assert agg["judge"]["max_tokens"] == settings.judge_max_tokens, "the judge's length is a setting used"
 
     # run files
     manifest = _read_json(run_dir / "manifest.json")
