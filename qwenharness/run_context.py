@@ -123,7 +123,8 @@ class CachedRunContext:
 
     def __init__(self, model_name: str, engine_fn: EngineFn | None, cache: ResponseCache, *,
                  judge_name: str | None = None, judge_fn: EngineFn | None = None,
-                 judge_cache: ResponseCache | None = None, label: str = "", chunk_sizes: dict[str, int] | None = None, progress: bool | None = None):
+                 judge_cache: ResponseCache | None = None, label: str = "",
+                 chunk_sizes: dict[str, int] | None = None, progress: bool | None = None):
         self.model_name = model_name
         self.label = label or model_name
         self._model = _Side(model_name, engine_fn, cache)

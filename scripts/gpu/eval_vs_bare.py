@@ -14,7 +14,7 @@ earlier in the same machine shows what the compile cache saves). Then, per datas
   engine's own functions (the same token ids the harness sends); untimed. Then the vLLM calls over
   all of them are timed: `--bare waves` (default) makes the engine's own calls (for log-likelihoods
   with prefix caching: the first request of each context, then the others; none reads the cache
-  where the engine's check found wrong cache-read scores, which the warm-up runs first), `--bare plain` one call
+  once the engine's check has found wrong cache-read scores), `--bare plain` one call
   with vLLM's default prompt-log-prob parameters (no prefix-cache reads, what lm-evaluation-harness
   sends).
 - harness: `Evaluator.run()` for that dataset (what `qwenharness evaluate` runs: prompts, chat
@@ -119,8 +119,8 @@ def main() -> int:
     llm.generate([{"prompt_token_ids": list(range(200 + i, 264 + i))} for i in range(8)],
                  sp(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False), use_tqdm=False)
     # the engine's own check of cache-read scores (engines/vllm.py) runs once here, before any bare
-    # call: afterwards both sides read the prefix cache for scores, or (where the check found wrong
-    # cache-read scores) neither does
+    # call, so that both sides start from its verdict. It can miss the bug: on the H200 this warm-up
+    # passed and the first HellaSwag call then failed 12 of 16 checks (docs/benchmarks.md)
     from qwenharness.engines.base import LoglikelihoodRequest
 
     engine.loglikelihood([LoglikelihoodRequest(f"Warm-up question {q}: " + "which of the answers is right? " * 8,
