@@ -11,18 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The main job's models and the documents per dataset. Measured end to end on a fresh clone of a
-# 2-core machine whose CPU computes bf16 (AVX-512), fetch and conversion included, with the counts
-# of then (arc_easy/piqa/hellaswag 50, arc_challenge/boolq/winogrande 20, truthfulqa_mc 15, mmlu,
-# humaneval and mbpp 10, gsm8k 8, ifeval 5, math500 3, mt_bench 1): 40 minutes, all gates passed
-# (docs/benchmarks.md, 2026-12-03). The counts below are cut from that run's per-dataset times to aim
-# at 30 minutes there, and the MT-Bench judge's verdicts are capped at 512 tokens (FastChat allows
-# 2,048; SmolLM2 judging itself took 189 s for one question and never gave a parsable verdict); not
-# measured yet. On an AVX2-only CPU the model runs in float32 and
-# decodes about 1.5 tokens/s per sequence, so one long MATH-500 answer alone takes many minutes:
-# there the main job takes far longer than 30 minutes. The 200-document and full-HumanEval figures
-# come from `QWENHARNESS_REAL_REFERENCE=1 pytest tests/real` (run id real-reference), which the
-# reports include when present.
+# The main job's models and the documents per dataset, with the MT-Bench judge's verdicts capped at
+# 512 tokens (FastChat allows 2,048; SmolLM2 judging itself took 189 s for one question and never gave
+# a parsable verdict). Measured end to end on a fresh clone of a 2-core machine whose CPU computes
+# bf16 (AVX-512), setup, fetch and conversion included: 15 min 46 s, all gates passed
+# (docs/benchmarks.md, 2026-12-04). On an AVX2-only CPU the model runs in float32 and decodes about
+# 1.5 tokens/s per sequence, so one long MATH-500 answer alone takes many minutes: there the main job
+# takes far longer. The 200-document and full-size figures come from
+# `QWENHARNESS_REAL_REFERENCE=1 pytest tests/real` (run id real-reference), which the reports
+# include when present.
 MODELS=${QWENHARNESS_MAIN_MODELS:-qwen2.5_coder_1.5b,smollm2_135m}
 LIMITS=${QWENHARNESS_MAIN_LIMITS:-arc_easy=30,piqa=30,hellaswag=20,arc_challenge=15,boolq=10,winogrande=20,truthfulqa_mc=10,mmlu=5,humaneval=5,mbpp=4,gsm8k=4,math500=1,ifeval=3,mt_bench=1}
 .venv/bin/python -m qwenharness fetch-model ${MODELS//,/ }
