@@ -35,7 +35,7 @@ from .data.registry import DATASETS
 from .data.subsets import base_name, parse_selection
 from .grouping import SUBTASK_KEY, group_aggregates
 from .selection import SampleLimits, parse_sample_limits, select_docs
-from .tasks.base import SampleRecord, Task, TaskOptions
+from .tasks.base import SampleRecord, Task, TaskOptions, describe, error_record
 
 DEFAULT_ERROR_BUDGET = 0.05  # used only when qwenharness/config/gates.toml cannot be read
 BREAKDOWN_FIELDS = ("subject", "category", "type", "level")
@@ -190,85 +190,23 @@ def chat_template_hash(config: ResolvedConfig) -> str | None:
 
 # -- running one task -------------------------------------------------------------------------
 
-def _error_record(doc_id: str, message: str, prompt: Any = None) -> SampleRecord:
-    return SampleRecord(doc_id=doc_id, prompt=prompt, target=None, outputs=[], scores={}, error=message)
-
-
-def _describe(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
-
-
-def _default_protocol(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: CachedRunContext,
-                      options: TaskOptions, fewshot: list[dict[str, Any]] | None) -> list[SampleRecord]:
-    """Task.run's protocol with per-sample error isolation: a doc whose prompt cannot be built, whose
-    request failed in the engine, or whose scoring raised becomes an error record."""
-    try:
-        treqs = task.build_requests(docs, options, fewshot)
-        built: list[Any] = list(treqs)
-    except HarnessError:
-        raise
-    except Exception:
-        built = []
-        for doc in docs:
-            try:
-                built.append(task.build_requests([doc], options, fewshot)[0])
-            except Exception as e:  # noqa: BLE001 - recorded per sample
-                built.append(e)
-    flat = [r for t in built if not isinstance(t, BaseException) for r in t.requests]
-    if task.output_type == "loglikelihood":
-        outs: list[Any] = ctx.loglikelihood_or_errors(flat)  # type: ignore[arg-type]
-    else:
-        outs = ctx.generate(flat)  # type: ignore[arg-type]
-    records, i = [], 0
-    for doc, did, t in zip(docs, ids, built):
-        if isinstance(t, BaseException):
-            records.append(_error_record(did, f"building the prompt failed: {_describe(t)}"))
-            continue
-        mine = outs[i:i + len(t.requests)]
-        i += len(t.requests)
-        failed = [o for o in mine if isinstance(o, str)] + [o.error for o in mine if getattr(o, "error", None)]
-        if failed:
-            rec = _error_record(did, f"engine: {failed[0]}", prompt=_prompt_of(t.requests))
-        else:
-            try:
-                rec = task.score(doc, t, mine, options)
-            except HarnessError:
-                raise
-            except Exception as e:  # noqa: BLE001 - recorded per sample
-                rec = _error_record(did, f"scoring failed: {_describe(e)}", prompt=_prompt_of(t.requests))
-        records.append(rec)
-    return records
-
-
-def _prompt_of(requests: list[Any]) -> Any:
-    r = requests[0] if requests else None
-    if r is None:
-        return None
-    if hasattr(r, "context"):
-        return r.context
-    return r.prompt if r.prompt is not None else (list(r.messages) if r.messages else None)
-
-
 def run_task(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: CachedRunContext,
              options: TaskOptions, fewshot: list[dict[str, Any]] | None) -> list[SampleRecord]:
     """Run a task on docs; never raises for a single sample's failure. Records come back in doc
     order with the dataset's doc ids."""
     if not docs:
         return []
-    if type(task).run is Task.run:
-        records = _default_protocol(task, docs, ids, ctx, options, fewshot)
-    else:
-        try:
-            records = task.run(docs, ctx, options, fewshot)
-        except HarnessError:
-            raise
-        except Exception as e:  # noqa: BLE001 - isolate the doc at fault, one at a time (cached)
-            if len(docs) == 1:
-                return [_error_record(ids[0], _describe(e))]
-            records = []
-            for doc, did in zip(docs, ids):
-                records += run_task(task, [doc], [did], ctx, options, fewshot)
-            return records
+    try:
+        records = task.run(docs, ctx, options, fewshot)
+    except HarnessError:
+        raise
+    except Exception as e:  # noqa: BLE001 - isolate the doc at fault, one at a time (cached)
+        if len(docs) == 1:
+            return [error_record(ids[0], describe(e))]
+        records = []
+        for doc, did in zip(docs, ids):
+            records += run_task(task, [doc], [did], ctx, options, fewshot)
+        return records
     if len(records) != len(docs):
         raise HarnessError(f"task {task.name} returned {len(records)} records for {len(docs)} docs",
                            "this is a bug in the task; it must return one record per doc, in order")

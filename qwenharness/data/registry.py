@@ -203,6 +203,7 @@ _SPECS: tuple[DatasetSpec, ...] = (
     DatasetSpec(
         name="hellaswag", title="HellaSwag", task="multiple_choice", hub_id="Rowan/hellaswag", hub_config=None,
         eval_split="validation", splits={"validation": 10042}, license="MIT",
+        fewshot_split="validation",  # no train split here; the doc itself is always excluded
         fields=_f("ind:int activity_label:str ctx_a:str ctx_b:str ctx:str endings:list source_id:str "
                   "split:str split_type:str label:str"),
     ),
@@ -224,12 +225,12 @@ _SPECS: tuple[DatasetSpec, ...] = (
     ),
     DatasetSpec(
         name="arc_challenge", title="ARC-Challenge", task="multiple_choice", hub_id="allenai/ai2_arc",
-        hub_config="ARC-Challenge", eval_split="test", splits={"test": 1172, "validation": 299},
+        hub_config="ARC-Challenge", eval_split="test", fewshot_split="validation", splits={"test": 1172, "validation": 299},
         license="CC-BY-SA-4.0", fields=_ARC_FIELDS, notes=_ARC_NOTE,
     ),
     DatasetSpec(
         name="arc_easy", title="ARC-Easy", task="multiple_choice", hub_id="allenai/ai2_arc",
-        hub_config="ARC-Easy", eval_split="test", splits={"test": 2376, "validation": 570},
+        hub_config="ARC-Easy", eval_split="test", fewshot_split="validation", splits={"test": 2376, "validation": 570},
         license="CC-BY-SA-4.0", fields=_ARC_FIELDS, notes=_ARC_NOTE,
     ),
     DatasetSpec(
@@ -249,19 +250,21 @@ _SPECS: tuple[DatasetSpec, ...] = (
     DatasetSpec(
         name="winogrande", title="WinoGrande (XL, validation)", task="multiple_choice",
         hub_id="allenai/winogrande", hub_config="winogrande_xl", eval_split="validation",
-        splits={"validation": 1267}, license="Apache-2.0",
+        fewshot_split="validation", splits={"validation": 1267}, license="Apache-2.0",
         fields=_f("sentence:str option1:str option2:str answer:str"),
     ),
     DatasetSpec(
         name="piqa", title="PIQA", task="multiple_choice", hub_id="ybisk/piqa", hub_config="default",
-        hub_revision="refs/convert/parquet", eval_split="validation", splits={"validation": 1838},
+        hub_revision="refs/convert/parquet", eval_split="validation", fewshot_split="validation",
+        splits={"validation": 1838},
         license="AFL-3.0", fields=_f("goal:str sol1:str sol2:str label:int"),
         notes="ybisk/piqa's main branch is a loading script, which datasets>=4 refuses; the Hub's own "
               "Parquet conversion (refs/convert/parquet, config 'default') has the same rows.",
     ),
     DatasetSpec(
         name="boolq", title="BoolQ", task="multiple_choice", hub_id="google/boolq", hub_config=None,
-        eval_split="validation", splits={"validation": 3270}, license="CC-BY-SA-3.0",
+        eval_split="validation", fewshot_split="validation", splits={"validation": 3270},
+        license="CC-BY-SA-3.0",
         fields=_f("question:str answer:bool passage:str"),
     ),
     DatasetSpec(
@@ -292,20 +295,25 @@ extra_split_fields: dict[tuple[str, str], tuple[FieldSpec, ...]] = {
 
 
 def get_available_datasets() -> list[str]:
-    return list(DATASETS)
+    """The 14 built-in datasets, then those of tasks registered by decorator or entry point."""
+    from ..registry import TASKS
+
+    return [*DATASETS, *(n for n in TASKS.names() if n not in DATASETS)]
 
 
 available_datasets = get_available_datasets
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    try:
+    """A built-in dataset's spec, or the one an outside task carries (`Task.dataset`)."""
+    if name in DATASETS:
         return DATASETS[name]
-    except KeyError:
-        from ..console import did_you_mean
+    from ..registry import TASKS
 
-        raise UnknownNameError(f"unknown dataset '{name}'",
-                               did_you_mean(name, DATASETS, f"choose from {', '.join(DATASETS)} or 'all'")) from None
+    spec = TASKS.get(name, hint=f"choose from {', '.join(TASKS.names())} or 'all'").dataset
+    if spec is None:
+        raise UnknownNameError(f"task '{name}' carries no DatasetSpec", "set the class attribute `dataset`")
+    return spec
 
 
 def resolve_dataset_names(value: str | list[str] | None) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnknownNameError
 from ..models import ModelSpec
 from ..presets import ResolvedConfig
 from .base import (
@@ -26,7 +25,8 @@ IN_PROCESS_BACKENDS = ("vllm", "hf")
 
 __all__ = [
     "BACKENDS", "IN_PROCESS", "IN_PROCESS_BACKENDS", "Engine", "EngineCapabilities", "EngineInfo", "Generation", "GenerationRequest", "LoglikelihoodRequest",
-    "LoglikelihoodResult", "SamplingParams", "ensure_model_files", "open_engine", "resolve_model_dir",
+    "LoglikelihoodResult", "SamplingParams", "available_backends", "ensure_model_files", "open_engine",
+    "resolve_model_dir",
 ]
 
 
@@ -62,26 +62,44 @@ def ensure_model_files(spec: ModelSpec) -> Path:
 
 
 def open_engine(config: ResolvedConfig, backend: str, endpoint: Any = None) -> Engine:
-    """Start an engine for a resolved configuration. Close it (`engine.close()`) before opening another."""
-    if backend not in BACKENDS:
-        raise UnknownNameError(f"unknown backend '{backend}'", f"choose one of {', '.join(BACKENDS)}")
-    if backend == "openai":
-        from ..errors import ConfigError
-        from .openai import OpenAIEngine
+    """Start an engine for a resolved configuration. Close it (`engine.close()`) before opening another.
+    `backend` names a factory of the registry (qwenharness.registry.ENGINES): built in, registered with
+    `@register_engine`, or an installed package's `qwenharness.engines` entry point."""
+    from ..registry import ENGINES
 
-        if endpoint is None:
-            raise ConfigError("backend openai needs the server's address", "pass --base-url URL")
-        return OpenAIEngine(config, endpoint)
+    factory = ENGINES.get(backend, hint=f"choose one of {', '.join(ENGINES.names())}")
     if config.engine_args and backend != "vllm":
         from ..errors import ConfigError
 
         raise ConfigError(f"--engine-args are vLLM's and backend {backend} takes none",
                           "drop --engine-args, or use --backend vllm")
-    model_dir = resolve_model_dir(config)
-    if backend == "hf":
-        from .hf import HFEngine
+    return factory(config, endpoint)
 
-        return HFEngine(config, model_dir)
+
+def available_backends() -> list[str]:
+    """Built-in backends, then registered and installed ones."""
+    from ..registry import ENGINES
+
+    return ENGINES.names()
+
+
+# -- the built-in factories: (config, endpoint) -> Engine -------------------------------------------
+def open_vllm_engine(config: ResolvedConfig, endpoint: Any = None) -> Engine:
     from .vllm import VLLMEngine
 
-    return VLLMEngine(config, model_dir)
+    return VLLMEngine(config, resolve_model_dir(config))
+
+
+def open_hf_engine(config: ResolvedConfig, endpoint: Any = None) -> Engine:
+    from .hf import HFEngine
+
+    return HFEngine(config, resolve_model_dir(config))
+
+
+def open_openai_engine(config: ResolvedConfig, endpoint: Any = None) -> Engine:
+    from ..errors import ConfigError
+    from .openai import OpenAIEngine
+
+    if endpoint is None:
+        raise ConfigError("backend openai needs the server's address", "pass --base-url URL")
+    return OpenAIEngine(config, endpoint)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from ..engines.base import (
     Generation,
@@ -17,6 +17,9 @@ from ..engines.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+
+if TYPE_CHECKING:
+    from ..data.registry import DatasetSpec
 
 Output = Generation | LoglikelihoodResult
 
@@ -78,6 +81,10 @@ class RunContext(Protocol):
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
 
+    def loglikelihood_or_errors(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult | str]:
+        """Like `loglikelihood`, with an error message in place of each request that failed."""
+        ...
+
     def judge_generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
 
     def apply_chat_template(self, messages: list[dict[str, str]], enable_thinking: bool | None = None) -> str: ...
@@ -85,6 +92,9 @@ class RunContext(Protocol):
 
 class Task(ABC):
     name: str  # equals the dataset registry name
+    # An outside task (registered by decorator or entry point) carries its dataset's spec here; the
+    # 14 built-in ones are in qwenharness/data/registry.py.
+    dataset: ClassVar["DatasetSpec | None"] = None
     output_type: Literal["loglikelihood", "generate", "multi_turn"]
     default_n_shot: int = 0
     metric_names: tuple[str, ...] = ()  # the metrics the task reports, declared as lm-eval's YAML does
@@ -150,8 +160,12 @@ class Task(ABC):
         where bubblewrap is missing (unless `allow_unisolated`); the others run no code."""
 
     def fewshot_split(self) -> str | None:
-        """The split few-shot examples come from, or None for zero-shot tasks."""
-        return None
+        """The split few-shot examples come from: its dataset spec's `fewshot_split` (one place), or
+        None for a task with no spec (a test's fake, made by a task factory, reads no split)."""
+        from ..data.registry import DATASETS
+
+        spec = self.dataset or DATASETS.get(self.name)
+        return spec.fewshot_split if spec is not None else None
 
     def n_shot(self, options: TaskOptions) -> int:
         """The number of worked examples actually put into each prompt under these options."""
@@ -188,19 +202,72 @@ class Task(ABC):
 
     def run(self, docs: list[dict[str, Any]], ctx: RunContext, options: TaskOptions,
             fewshot_docs: list[dict[str, Any]] | None = None) -> list[SampleRecord]:
-        """Default protocol: build every request, submit them in one batch, score each doc."""
-        treqs = self.build_requests(docs, options, fewshot_docs)
-        flat = [r for t in treqs for r in t.requests]
+        """The protocol loop: build every request, submit them in one batch, score each doc, with
+        per-sample error isolation: a doc whose prompt cannot be built, whose request failed in the
+        engine, or whose scoring raised becomes an error record. Tasks with another protocol
+        (several engine rounds, a judge, one sandbox batch) override this."""
+        from ..errors import HarnessError
+
+        try:
+            built: list[Any] = list(self.build_requests(docs, options, fewshot_docs))
+        except HarnessError:
+            raise
+        except Exception:
+            built = []
+            for doc in docs:
+                try:
+                    built.append(self.build_requests([doc], options, fewshot_docs)[0])
+                except Exception as e:  # noqa: BLE001 - recorded per sample
+                    built.append(e)
+        flat = [r for t in built if not isinstance(t, BaseException) for r in t.requests]
         if self.output_type == "loglikelihood":
-            outs: list[Any] = ctx.loglikelihood(flat)  # type: ignore[arg-type]
+            outs: list[Any] = ctx.loglikelihood_or_errors(flat)  # type: ignore[arg-type]
         else:
             outs = ctx.generate(flat)  # type: ignore[arg-type]
         records, i = [], 0
-        for doc, t in zip(docs, treqs):
-            n = len(t.requests)
-            records.append(self.score(doc, t, outs[i:i + n], options))
-            i += n
+        for doc, t in zip(docs, built):
+            if isinstance(t, BaseException):
+                records.append(error_record("", f"building the prompt failed: {describe(t)}"))
+                continue
+            mine = outs[i:i + len(t.requests)]
+            i += len(t.requests)
+            failed = engine_failures(mine)
+            if failed:
+                rec = error_record(t.doc_id, f"engine: {failed[0]}", prompt=prompt_of(t.requests))
+            else:
+                try:
+                    rec = self.score(doc, t, mine, options)
+                except HarnessError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - recorded per sample
+                    rec = error_record(t.doc_id, f"scoring failed: {describe(e)}", prompt=prompt_of(t.requests))
+            records.append(rec)
         return records
+
+
+def describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def error_record(doc_id: str, message: str, prompt: Any = None) -> SampleRecord:
+    return SampleRecord(doc_id=doc_id, prompt=prompt, target=None, outputs=[], scores={}, error=message)
+
+
+def engine_failures(outputs: list[Any]) -> list[str]:
+    """The error messages among one doc's engine outputs: a failed request comes back as its message
+    (log-likelihoods) or as a Generation carrying `error`."""
+    return ([o for o in outputs if isinstance(o, str)]
+            + [o.error for o in outputs if isinstance(o, Generation) and o.error])
+
+
+def prompt_of(requests: list[Any]) -> Any:
+    """What an error record shows as the prompt of a doc's first request."""
+    r = requests[0] if requests else None
+    if r is None:
+        return None
+    if isinstance(r, LoglikelihoodRequest):
+        return r.context
+    return r.prompt if r.prompt is not None else (list(r.messages) if r.messages else None)
 
 
 def strip_thinking(text: str) -> tuple[str, str | None]:

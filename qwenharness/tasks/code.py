@@ -43,7 +43,7 @@ from typing import Any
 from ..engines.base import GenerationRequest, SamplingParams
 from ..metrics import aggregate_scores, pass_at_k
 from ..sandbox import ExecutionResult, Program, Sandbox
-from .base import Output, RunContext, SampleRecord, Task, TaskOptions, TaskRequest, strip_thinking
+from .base import Output, RunContext, SampleRecord, Task, TaskOptions, TaskRequest, engine_failures, strip_thinking
 from .fewshot import first_n
 from .code_sanitize import called_function, sanitize, top_level_functions
 from .genutil import read_generations
@@ -296,7 +296,7 @@ class _CodeTask(Task):
         for k, (doc, t) in enumerate(zip(docs, treqs)):
             mine = outs[i:i + len(t.requests)]
             i += len(t.requests)
-            failed = [o for o in mine if isinstance(o, str)] + [o.error for o in mine if getattr(o, "error", None)]
+            failed = engine_failures(mine)
             if failed:
                 req = t.requests[0]
                 prompt = req.prompt if req.prompt is not None else list(req.messages or ())  # type: ignore[union-attr]
@@ -380,8 +380,6 @@ class MBPP(_CodeTask):
     default_n_shot = 3
     fewshot_rule = "first_n"
 
-    def fewshot_split(self) -> str | None:
-        return "prompt"
 
     def n_shot(self, options: TaskOptions) -> int:
         if options.n_shot is not None:

@@ -113,8 +113,6 @@ class GSM8K(AnswerExtractionTask):
     chat_max_tokens = 1024
     thinking_max_tokens = 4096
 
-    def fewshot_split(self) -> str | None:
-        return "train"
 
     def n_shot(self, options: TaskOptions) -> int:
         if options.n_shot is not None:

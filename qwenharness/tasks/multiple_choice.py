@@ -314,9 +314,6 @@ class HellaSwag(MultipleChoiceTask):
     def choice_texts(self, doc: dict[str, Any]) -> list[list[str]]:  # cleaned or as in the dataset
         return [[c, raw] for c, raw in zip(self.doc_to_choices(doc), doc["endings"])]
 
-    def fewshot_split(self) -> str | None:
-        return "validation"  # no train split here; the doc itself is always excluded
-
 
 class _ARC(MultipleChoiceTask):
     def doc_to_text(self, doc: dict[str, Any]) -> str:
@@ -330,9 +327,6 @@ class _ARC(MultipleChoiceTask):
 
     def choice_labels(self, doc: dict[str, Any]) -> list[str]:
         return list(doc["choices"]["label"])  # "A".."E", or "1".."4" for a few Hub rows
-
-    def fewshot_split(self) -> str | None:
-        return "validation"
 
 
 class ARCChallenge(_ARC):
@@ -375,9 +369,6 @@ class MMLU(MultipleChoiceTask):
                               "pass load_split('mmlu', 'dev') as few-shot docs, or use n_shot=0")
         return first_n(pool, doc, n, self.name, key="subject")
 
-    def fewshot_split(self) -> str | None:
-        return "dev"
-
 
 class PIQA(MultipleChoiceTask):
     name = "piqa"
@@ -390,9 +381,6 @@ class PIQA(MultipleChoiceTask):
 
     def doc_to_gold(self, doc: dict[str, Any]) -> int:
         return int(doc["label"])
-
-    def fewshot_split(self) -> str | None:
-        return "validation"
 
 
 class WinoGrande(MultipleChoiceTask):
@@ -431,9 +419,6 @@ class WinoGrande(MultipleChoiceTask):
         return MCItem([prefix + head + opt for opt in choices], [" " + tail] * len(choices), choices,
                       self.doc_to_gold(doc))
 
-    def fewshot_split(self) -> str | None:
-        return "validation"
-
 
 class BoolQ(MultipleChoiceTask):
     name = "boolq"
@@ -451,9 +436,6 @@ class BoolQ(MultipleChoiceTask):
 
     def choice_aliases(self, doc: dict[str, Any]) -> dict[str, int]:
         return {"no": 0, "yes": 1, "false": 0, "true": 1}
-
-    def fewshot_split(self) -> str | None:
-        return "validation"
 
 
 TRUTHFULQA_PRIMER = (
