@@ -30,6 +30,8 @@ status=0
   --models "$MODELS" --presets balanced --backend vllm --sample-limit "$LIMITS" --judge-max-tokens 512 \
   --html=reports/milestones.html --self-contained-html "$@" || status=$?
 .venv/bin/python -m qwenharness report --tracker || status=$?
+# every number of the final report, tracker and HTML report re-derived from the file it cites
+.venv/bin/python -m qwenharness report --check-numbers --html reports/milestones.html || status=$?
 if command -v chromium >/dev/null 2>&1; then
   .venv/bin/python scripts/screenshot_report.py reports/milestones.html reports/milestones.png || status=$?
 else

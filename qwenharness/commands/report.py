@@ -17,10 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", help="root of stored results (default: results)")
     p.add_argument("--html", default=None, metavar="PATH",
                    help="also write a standalone HTML page of the results (tables and plots), e.g. reports/report.html")
+    p.add_argument("--check-numbers", action="store_true",
+                   help="write nothing: re-derive every number of the stored final report, tracker and the --html "
+                   "page given (e.g. reports/milestones.html) from the files they cite; exit 1 on any disagreement")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check_numbers:
+        return check_numbers(args)
     from ..report.collect import collect
     from ..report.html import render_standalone
     from ..report.markdown import write_reports
@@ -38,3 +43,20 @@ def run(args: argparse.Namespace) -> int:
     for problem in snapshot.unreadable:
         print(f"unreadable (left out): {problem}")
     return 0
+
+
+def check_numbers(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..report.citations import check_report_numbers
+
+    results = Path(args.results_dir)
+    if not (results / "LARGE_SCALE_EVALUATION_FINAL_REPORT.md").is_file():
+        raise ConfigError(f"no final report under {results}", "run the gates or `qwenharness report` first")
+    if args.html and not Path(args.html).is_file():
+        raise ConfigError(f"no HTML report at {args.html}", "pass the page pytest-html or `report --html` wrote")
+    problems = check_report_numbers(results, args.html)
+    for line in problems:
+        print(line)
+    where = ", ".join(["final report", "tracker", *([args.html] if args.html else [])])
+    print(f"check-numbers: {len(problems)} disagreement(s) between {where} and the stored values they cite")
+    return 1 if problems else 0
