@@ -9,6 +9,8 @@ engine exposes it, and inter-token latency. Results are stored as JSON, one file
 
 No figure here is invented: a quantity the engine or the machine cannot provide is `None`, with the
 reason beside it.
+
+One module: the workload, the timing loops and the benchmark file they fill are one measurement.
 """
 
 from __future__ import annotations

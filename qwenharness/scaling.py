@@ -16,6 +16,9 @@ Every number in a comparison or insight is a *quantity*: a dict whose `value` is
 inside its JSON), `{"value", "model", "fact"}` from the model registry, `{"value", "const"}` a named
 constant, or `{"value", "op", "args"}` computed by `op` from the quantities in `args`. Anyone can
 recompute every figure from the stored files; the milestone-4 gate does.
+
+One module: comparisons, the matrix, the insights and the citations they carry all read the same
+snapshot of stored results.
 """
 
 from __future__ import annotations

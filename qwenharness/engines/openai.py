@@ -18,6 +18,9 @@ cache), so a run killed, or a server lost, mid-batch keeps every answer it got; 
 rest. Errors that no retry can fix (a refused API key, a model the server does not serve, a server
 gone for good) end the batch with a ServerError: a HarnessError but not an EngineError, so the run
 context never records them as per-sample errors.
+
+One module for one backend: the HTTP client, the capability probe and both API shapes (completions,
+chat) of the same server.
 """
 
 from __future__ import annotations

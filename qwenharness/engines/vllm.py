@@ -6,6 +6,9 @@ as token ids, so both engines see identical tokens. Log-likelihoods come from `p
 
 vLLM spawns worker processes: a script that opens this engine needs `if __name__ == "__main__":`
 (pytest is fine). Keep one engine per process and call `close()` before opening another.
+
+One module for one backend: vLLM's call conventions (token-id prompts, prompt log-probabilities in
+two waves, the cache-read score checks, sampling translation) are tested together.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ with the mount namespace. A test server lives for one `run_many` batch (or one b
 The time limit is kept on the caller's side: the tester waits for each answer until the sample's
 deadline at most, and the harness kills both sandboxes at the deadline plus a grace period (a test
 server that overran is replaced).
+
+One module: it is the harness's half of the candidate/tester handshake, and splitting it would
+separate the steps of one protocol.
 """
 
 from __future__ import annotations

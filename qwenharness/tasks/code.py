@@ -32,6 +32,9 @@ the tests in another, calling it through a plain-data channel (HumanEval's promp
 is on the tests' side; MBPP's test imports too). Every record says ``isolation``. All programs of a
 run are executed in one parallel batch; wall-clock limits are max(4 s, 4 x the reference solution's
 time) (evalplus), the reference being timed only for problems where a sample hit the floor.
+
+One module for both benchmarks: they share the instruct protocol, the sanitizer's use, pass@k and
+the sandbox batch, and their differences read best side by side.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ Chat template: off by default. These benchmarks measure how likely a model finds
 a plain-text prompt; published numbers (and lm-eval's defaults) use raw text, and a chat template
 would make each continuation an assistant turn, which changes what is measured. `options.chat`
 turns it on (the context becomes a user message; the continuation loses its leading space).
+
+One module for eight tasks on one base class: each task is 10-40 lines, its lm-eval prompt beside
+the others'.
 """
 
 from __future__ import annotations
