@@ -39,9 +39,14 @@ _user_level: list[str | None] = [None]
 
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:
-    """The closest of `choices` to a mistyped `name`, or None."""
-    near = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return near[0] if near else None
+    """The closest of `choices` to a mistyped `name`, or None; a name with the same letters in
+    another order (`tyni`: tiny) counts as close, which difflib's ratio alone does not find."""
+    choices = list(choices)
+    near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if near:
+        return near[0]
+    letters = sorted(name.lower())
+    return next((c for c in choices if len(name) > 2 and sorted(c.lower()) == letters), None)
 
 
 def did_you_mean(name: str, choices: Iterable[str], listing: str) -> str:

@@ -31,15 +31,10 @@ def cli_flags() -> set[str]:
     return flags
 
 
-def pytest_flags(conftest: Path | None = None) -> set[str]:
-    """The options the root conftest adds (its pytest_addoption run against a recording group)."""
-    import importlib.util
+def pytest_flags() -> set[str]:
+    """The options the suite's pytest plugin adds (its pytest_addoption run against a recording group)."""
+    from .pytest_plugin import pytest_addoption
 
-    path = conftest or PACKAGE.parent / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_qh_conftest_audit", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     names: set[str] = set()
 
     class Group:
@@ -53,7 +48,7 @@ def pytest_flags(conftest: Path | None = None) -> set[str]:
         def addoption(self, *opts: str, **kwargs: object) -> None:
             names.update(o for o in opts if o.startswith("--"))
 
-    module.pytest_addoption(Parser())
+    pytest_addoption(Parser())  # type: ignore[arg-type]
     return names
 
 

@@ -369,7 +369,7 @@ def xdist_worker_number(env: dict[str, str] | None = None) -> int | None:
 def pin_xdist_worker(env: dict[str, str] | None = None, gpu_count: int | None = None) -> str | None:
     """Pin this xdist worker (gwN) to GPU N by setting CUDA_VISIBLE_DEVICES; returns what was set.
 
-    Must run before anything initialises CUDA (the root conftest calls it first in
+    Must run before anything initialises CUDA (the pytest plugin calls it first in
     pytest_configure). Does nothing outside xdist, on a machine without GPUs, or when
     QWENHARNESS_XDIST_PIN=0. When CUDA_VISIBLE_DEVICES already lists cards, worker N takes the
     N-th of those. More workers than GPUs is an error that names the fix.

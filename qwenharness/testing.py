@@ -18,7 +18,8 @@ CPU_SCALING_MODELS = ["tiny", "tiny-2x"]
 GPU_DEFAULT_MODELS = ["qwen3_8b", "qwen3_14b"]
 
 
-# Parameters that name the engine a test needs; tests sharing them share one engine (see conftest.py).
+# Parameters that name the engine a test needs; tests sharing them share one engine (see
+# qwenharness/pytest_plugin/hooks.py).
 ENGINE_PARAMS = ("model_name", "preset_name", "backend_name")
 # A module that parametrizes one (model, preset, backend) tuple instead names it this.
 ENGINE_KEY_PARAM = "engine_key"
@@ -82,6 +83,7 @@ class HarnessOptions:
         datasets = _split(opt("--datasets"))
         if datasets == ["all"]:
             datasets = []
+        _check_names(models, presets, datasets)
         engine, server, judge_server = _engine_and_servers(config, backends)
         return cls(
             engine=engine, server=server, judge_server=judge_server,
@@ -108,6 +110,29 @@ class HarnessOptions:
         return GPU_DEFAULT_MODELS if self.gpu else CPU_SCALING_MODELS
 
 
+def _check_names(models: list[str], presets: list[str], datasets: list[str]) -> None:
+    """Unknown names end the session before collection, with the CLI's did-you-mean; model folders,
+    GGUF files and Hub ids are checked where they are used (collection does not need the network)."""
+    import pytest
+
+    from .errors import HarnessError
+    from .models import get_model_spec
+    from .presets import get_preset
+    from .tasks import get_available_tasks, get_task
+
+    try:
+        for m in models:
+            if "/" not in m and not m.endswith(".gguf") and not Path(m).expanduser().exists():
+                get_model_spec(m)
+        for p in presets:
+            get_preset(p)
+        for d in datasets:
+            if d not in get_available_tasks():
+                get_task(d)  # a part (mmlu:stem) is checked too
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 def sandbox_processes(instance_id: str) -> list[Any]:
     """Every live (not zombie) process on the machine that carries a sandbox's marker environment
     variable: what the sandbox tests expect to be empty once a sample is over."""
@@ -124,33 +149,6 @@ def sandbox_processes(instance_id: str) -> list[Any]:
     return found
 
 
-def add_engine_pytest_options(group: Any) -> None:
-    """The engine and server options of `qwenharness evaluate`, as pytest options of the same names."""
-    group.addoption("--max-model-len", type=int, default=None, help="context length of in-process engines")
-    group.addoption("--tensor-parallel-size", type=int, default=None, help="GPUs one model is split over")
-    group.addoption("--gpu-memory-utilization", type=float, default=None, help="fraction of GPU memory vLLM may take")
-    group.addoption("--max-num-seqs", type=int, default=None, help="sequences vLLM schedules at once")
-    group.addoption("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="engine dtype")
-    group.addoption("--kv-cache-dtype", default=None, choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2"),
-                    help="KV cache dtype")
-    group.addoption("--engine-args", default=None, metavar="K=V,...",
-                    help="further vllm.LLM arguments, checked against vLLM's EngineArgs")
-    group.addoption("--base-url", default=None, help="backend openai: the server, e.g. http://127.0.0.1:8000/v1")
-    group.addoption("--api-key-env", default=None, help="environment variable holding the server's API key")
-    group.addoption("--served-model", default=None, help="the model's name on the server (default: its only one)")
-    group.addoption("--server-api", default=None, choices=("auto", "completions", "chat"), help="see evaluate --help")
-    group.addoption("--max-concurrency", type=int, default=None, help="requests in flight (default 32)")
-    group.addoption("--request-timeout", type=float, default=None, help="seconds per request (default 600)")
-    group.addoption("--max-retries", type=int, default=None, help="retries after 429/5xx/timeouts (default 6)")
-    group.addoption("--judge-base-url", default=None, help="a server for the MT-Bench judge")
-    group.addoption("--judge-api-key-env", default=None, help="environment variable holding the judge server's key")
-    group.addoption("--judge-served-model", default=None, help="the judge's name on its server")
-    from .commands.common import positive_int
-
-    group.addoption("--judge-max-tokens", type=positive_int, default=None,
-                    help="MT-Bench judge generation length (default: 2048, FastChat's)")
-
-
 def _engine_and_servers(config: Any, backends: list[str]) -> tuple[EngineSettings, ServerEndpoint | None,
                                                                    ServerEndpoint | None]:
     """Engine settings and servers from the pytest options; a bad value is a pytest usage error."""
@@ -162,11 +160,10 @@ def _engine_and_servers(config: Any, backends: list[str]) -> tuple[EngineSetting
     from .engine_args import check_for_backend
     from .errors import HarnessError
 
-    names = ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "dtype",
-             "kv_cache_dtype", "engine_args", "base_url", "api_key_env", "served_model", "server_api",
-             "max_concurrency", "request_timeout", "max_retries", "judge_base_url", "judge_api_key_env",
-             "judge_served_model")
-    args = argparse.Namespace(**{n: config.getoption("--" + n.replace("_", "-")) for n in names})
+    from .options import ENGINE_OPTIONS, JUDGE_SERVER_OPTIONS, SERVER_OPTIONS
+
+    specs = (*ENGINE_OPTIONS, *SERVER_OPTIONS, *JUDGE_SERVER_OPTIONS)
+    args = argparse.Namespace(**{s.name: config.getoption(s.flag) for s in specs})
     try:
         engine = engine_settings(args)
         server = server_endpoint(args)

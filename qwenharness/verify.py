@@ -280,4 +280,39 @@ def verify_gates(results_dir: str | Path, milestones: Iterable[str], session: st
             why = {"running": "its session ended without a verdict", "failed": "it failed",
                    "skipped": "every test of it was skipped"}.get(str(status), "it did not pass")
             problems.append(f"{name}: status {status!r} ({why}; failures: {g.get('failures') or 'none'})")
+        elif m == "milestone3":
+            problems += _evaluations_after(root, g.get("finished_at"), name)
     return problems
+
+
+def _when(stamp: Any) -> Any:
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _evaluations_after(root: Path, verdict_at: Any, name: str) -> list[str]:
+    """A milestone-3 verdict from an earlier session vouches only for the evaluations it saw: an
+    aggregate written after it is stale evidence for that verdict (the gate must be run again)."""
+    verdict = _when(verdict_at)
+    if verdict is None:
+        return [f"{name} records no finished_at, so the evaluations it judged cannot be told from later ones"]
+    later = []
+    for path in sorted((root / "evaluations").glob("*/*/*/*.json")):
+        try:
+            written = _when(json.loads(path.read_text(encoding="utf-8")).get("finished_at"))
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable aggregates are verify_results' to report
+        if written is not None and written > verdict:
+            later.append(_rel(path, root))
+    if not later:
+        return []
+    return [f"{later[0]} (and {len(later) - 1} more) was written after {name}'s verdict ({verdict_at}): "
+            "milestone 3 has not judged it; run `pytest -m milestone3` on these results"
+            if len(later) > 1 else
+            f"{later[0]} was written after {name}'s verdict ({verdict_at}): milestone 3 has not judged it; "
+            "run `pytest -m milestone3` on these results"]

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 
 from ..errors import HarnessError
-from ..selection import parse_sample_limits
+from ..selection import parse_doc_ids, parse_sample_limits
 
 
 def split_names(value: str | None) -> list[str]:
@@ -58,8 +58,9 @@ seed_int = bounded_int(0, 2**32 - 1)  # vLLM and numpy take unsigned 32-bit seed
 
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="folder of local dataset files (default: $QWENHARNESS_DATA_DIR, "
-                   "else ../shared/data beside the checkout if present, else the Hugging Face Hub)")
+    from ..options import OPTIONS, add_to_argparse
+
+    add_to_argparse(p, [OPTIONS["--data-dir"]])
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:
@@ -83,6 +84,8 @@ def parsed_text(parse: Callable[[str], object], name: str) -> Callable[[str], st
 
 # --sample-limit: N, or name=N,...,default=N
 sample_limit_text = parsed_text(parse_sample_limits, "sample_limit_text")
+# --doc-ids: a JSON object or a file holding one
+doc_ids_text = parsed_text(parse_doc_ids, "doc_ids_text")
 
 
 def canonical_models(names: list[str]) -> list[str]:
@@ -113,39 +116,22 @@ def positive_float(value: str) -> float:
     return x
 
 
+# The engine, server and judge options are declared once, in qwenharness/options.py, for the CLI
+# and the pytest gates alike.
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """The in-process engine's settings (they replace the preset's and enter the memory plan)."""
-    g = p.add_argument_group("engine settings (in-process engines; default: the preset's)")
-    g.add_argument("--max-model-len", type=positive_int, metavar="N", help="context length in tokens")
-    g.add_argument("--tensor-parallel-size", type=positive_int, metavar="N", help="GPUs one model is split over")
-    g.add_argument("--gpu-memory-utilization", type=unit_float, metavar="F", help="fraction of GPU memory vLLM may take")
-    g.add_argument("--max-num-seqs", type=positive_int, metavar="N", help="sequences vLLM schedules at once")
-    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
-                   help="weights and activations (default: the model's; float32 for a bf16 model on a CPU "
-                   "without a fast bf16 path)")
-    g.add_argument("--kv-cache-dtype", choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2"), help="KV cache dtype")
-    g.add_argument("--engine-args", metavar="K=V,...",
-                   help="further vllm.LLM arguments, checked against vLLM's EngineArgs (e.g. enforce_eager=true)")
+    from ..options import ENGINE_OPTIONS, add_to_argparse
+
+    add_to_argparse(p.add_argument_group("engine settings (in-process engines; default: the preset's)"),
+                    ENGINE_OPTIONS)
 
 
 def add_server_options(p: argparse.ArgumentParser, *, judge: bool = False) -> None:
     """Backend openai: the server's address and how to talk to it."""
+    from ..options import JUDGE_SERVER_OPTIONS, SERVER_OPTIONS, add_to_argparse
+
     g = p.add_argument_group("server (--backend openai: an OpenAI-compatible server such as vllm serve)")
-    g.add_argument("--base-url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
-    g.add_argument("--served-model", metavar="NAME",
-                   help="the model name the server knows (default: the only one GET /v1/models lists)")
-    g.add_argument("--server-api", choices=("auto", "completions", "chat"),
-                   help="auto (default): /v1/completions with prompts tokenized here where the tokenizer is "
-                   "local, else /v1/chat/completions")
-    g.add_argument("--max-concurrency", type=positive_int, metavar="N", help="requests in flight (default 32)")
-    g.add_argument("--request-timeout", type=positive_float, metavar="S", help="seconds per request (default 600)")
-    g.add_argument("--max-retries", type=non_negative_int, metavar="N",
-                   help="retries of a request after 429/5xx/timeouts/connection errors, with backoff (default 6)")
-    if judge:
-        g.add_argument("--judge-base-url", metavar="URL", help="a server for the MT-Bench judge (backend openai)")
-        g.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable holding the judge server's key")
-        g.add_argument("--judge-served-model", metavar="NAME", help="the judge's name on its server")
+    add_to_argparse(g, SERVER_OPTIONS + (JUDGE_SERVER_OPTIONS if judge else ()))
 
 
 def engine_settings(args: argparse.Namespace, previous: dict | None = None) -> "EngineSettings":  # noqa: F821

@@ -29,16 +29,16 @@ from ..presets import DEFAULT_PRESET, DEFAULT_SEED
 from ..results import RunPaths, read_json, resolve_run_paths
 from ..selection import parse_doc_ids, parse_sample_limits
 from ..tasks.fewshot import SAMPLERS
+from ..options import add_to_argparse, specs
 from .common import (
-    add_data_dir,
     add_engine_options,
     add_server_options,
     add_verbose,
     canonical_models,
+    doc_ids_text,
     name_list,
     non_negative_int,
     positive_int,
-    parsed_text,
     sample_limit_text,
     seed_int,
     server_endpoint,
@@ -61,27 +61,14 @@ Old spellings still accepted: --preset (--presets), --num-samples (--samples-per
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="run benchmarks and write per-sample and aggregate results",
                        epilog=LM_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", metavar="M,...", type=name_list,
-                   help="comma-separated models or aliases (default: tiny on CPU, qwen3_8b on GPU; see qwenharness models)")
-    p.add_argument("--presets", metavar="P,...", dest="preset", type=name_list,
-                   help=f"preset(s), comma-separated (default: {DEFAULT_PRESET})")
-    p.add_argument("--datasets", metavar="D,...", type=name_list, help="comma-separated datasets, or 'all' (default: all)")
-    p.add_argument("--sample-limit", metavar="N|NAME=N,...", type=sample_limit_text,
-                   help="samples per dataset (a reproducible seeded subset): N, or per dataset "
-                   "name=N,...,default=N (datasets not named get default, else all)")
-    p.add_argument("--doc-ids", metavar="JSON|FILE", type=doc_ids_text,
-                   help='exactly these documents, per dataset: \'{"arc_easy": [0, 17]}\' or a file holding that '
-                   "object (ids as in .samples.jsonl's doc_id); datasets not named follow --sample-limit")
+    add_to_argparse(p, specs("--models", "--presets", "--datasets", "--sample-limit", "--doc-ids"))
     p.add_argument("--fewshot-sampler", choices=SAMPLERS,
                    help="how seeded few-shot examples are drawn: harness (per document, the default) or lm-eval "
                    "(lm-evaluation-harness's rule, for identical shots from the same pool)")
     p.add_argument("--output-dir", help="the run directory itself (its name is the run id)")
-    p.add_argument("--results-dir", default="results", help="root of results (default: results)")
-    p.add_argument("--run-id", help="run id under <results-dir>/evaluations (default: a timestamp)")
+    add_to_argparse(p, specs("--results-dir", "--run-id"))
     p.add_argument("--resume", metavar="RUN", help="continue a run: its id or its directory")
-    p.add_argument("--backend", choices=("vllm", "hf", "openai"),
-                   help="inference engine (default: vllm); openai: a running server (--base-url)")
-    add_data_dir(p)
+    add_to_argparse(p, specs("--backend", "--data-dir"))
     p.add_argument("--samples-per-problem", metavar="N", dest="num_samples", type=positive_int,
                    help="generations per problem, for pass@k (default: 1)")
     p.add_argument("--n-shot", type=non_negative_int, help="few-shot examples (default: each task's convention)")
@@ -91,9 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=positive_int, help="override every task's generation length")
     p.add_argument("--judge-model", help="MT-Bench judge (default: the model under test; on GPU use a strong "
                    "instruct model such as qwen2.5_14b)")
-    p.add_argument("--judge-max-tokens", type=positive_int, help="judge generation length (default: 2048, FastChat's)")
+    add_to_argparse(p, specs("--judge-max-tokens"))
     p.add_argument("--seed", type=seed_int, help=f"seed for sample selection, few-shot and sampling (default: {DEFAULT_SEED})")
-    p.add_argument("--load-format", choices=("auto", "dummy"), help="'dummy': random weights, real architecture")
+    add_to_argparse(p, specs("--load-format"))
     p.add_argument("--detailed-analysis", action="store_true", default=None,
                    help="add per-group breakdowns (MMLU subject, MT-Bench category) and all error samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -112,10 +99,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--apply-chat-template", dest="chat", action="store_true", help=hidden)
     p.add_argument("--log-samples", action="store_true", help=hidden)
     p.set_defaults(handler=run)
-
-
-# --doc-ids: a JSON object or a file holding one
-doc_ids_text = parsed_text(parse_doc_ids, "doc_ids_text")
 
 
 def _resume_paths(value: str, results_dir: str) -> RunPaths:

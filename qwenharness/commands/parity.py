@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_data_dir, add_verbose, name_list, positive_int, sample_limit_text, seed_int, split_names
-from .evaluate import doc_ids_text
+from .common import (add_data_dir, add_verbose, doc_ids_text, name_list, positive_int, sample_limit_text, seed_int,
+                     split_names)
 
 DEFAULT_DATASETS = "arc_easy,arc_challenge,hellaswag,piqa,winogrande,boolq,truthfulqa_mc,mmlu"
 

@@ -1,6 +1,6 @@
 """pytest plugin: the HTML report's results section and the milestone gate records.
 
-Registered by the root conftest (`pytest_plugins`). Works with and without pytest-html:
+Registered by the suite's plugin, qwenharness.pytest_plugin (`pytest_plugins`). Works with and without pytest-html:
 
 - gate records (always): every test carrying a `milestoneN` marker adds its outcome to
   `<results>/gates/milestoneN.json` as the session goes (status "running"; milestones 4-5 accept that
@@ -320,7 +320,9 @@ class GatePlugin:
                 self.recorder.mark_partial(m, "test files not run: " + ", ".join(sorted(p.name for p in left_out)))
             if node_ids:
                 self.recorder.mark_partial(m, "node ids named on the command line")
-        options = getattr(self.config, "_harness_options", None)
+        from ..pytest_plugin import HARNESS_OPTIONS
+
+        options = self.config.stash.get(HARNESS_OPTIONS, None)
         if options is not None:
             self.recorder.coverage = {k: list(getattr(options, k, []) or []) for k in
                                       ("models", "presets", "datasets", "backends")}

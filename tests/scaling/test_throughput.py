@@ -17,6 +17,7 @@ import pytest
 
 from qwenharness import bench
 from qwenharness.presets import DEFAULT_PRESET
+from qwenharness.pytest_plugin import harness_options
 from qwenharness.testing import HarnessOptions
 
 
@@ -54,7 +55,7 @@ def _presets(config: pytest.Config, options: HarnessOptions) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    options: HarnessOptions = metafunc.config._harness_options  # type: ignore[attr-defined]
+    options = harness_options(metafunc.config)
     if "engine_key" in metafunc.fixturenames:
         keys = [(m, p, b) for m in options.scaling_models() for p in _presets(metafunc.config, options)
                 for b in options.backends]

@@ -90,3 +90,24 @@ def test_decorators_register_in_process_and_check_the_dataset_spec() -> None:
     finally:
         TASKS.unregister("tiny_task")
     assert "tiny_task" not in TASKS.names()
+
+
+def test_the_command_line_runs_the_outside_task_and_engine(tmp_path: Path) -> None:
+    """What docs/extending.md promises after `pip install` of the package: both names work in the CLI."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data" / "last_word"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "qwenharness", "evaluate", "--models", "tiny", "--datasets", "last_word",
+           "--backend", "echo", "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results"),
+           "--run-id", "cli", "--no-chat-template", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    agg = json.loads((tmp_path / "results" / "evaluations" / "cli" / "tiny" / "balanced" / "last_word.json").read_text())
+    assert agg["metrics"]["exact_match"]["value"] == 0.75
+    bad = subprocess.run([*cmd[:9], "ecko"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "did you mean echo" in bad.stderr, bad.stderr[-2000:]

@@ -180,6 +180,19 @@ def test_running_gate_is_accepted_only_from_the_same_session(results: Path) -> N
     assert "session ended without a verdict" in verify_gates(results, ["milestone3"], session="s2")[0]
 
 
+def test_an_evaluation_written_after_the_milestone3_verdict_is_stale_evidence(pristine: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    assert verify_gates(results, ["milestone3"]) == []
+    agg = results / "evaluations" / "pytest" / "tiny" / "balanced" / f"{DATASET}.json"
+    data = json.loads(agg.read_text())
+    data["finished_at"] = "2026-01-02T00:00:00+00:00"  # a day after the gate's verdict
+    agg.write_text(json.dumps(data))
+    (problem,) = verify_gates(results, ["milestone3"])
+    assert f"tiny/balanced/{DATASET}.json was written after results/gates/milestone3.json's verdict" in problem
+    assert "run `pytest -m milestone3`" in problem
+
+
 # -- the gates themselves: milestones 4 and 5 in a pytest subprocess -----------------------------------------------
 def run_gates(results: Path, html: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QWENHARNESS_HTML": str(html) if html else "none", "PYTHONDONTWRITEBYTECODE": "1"}
