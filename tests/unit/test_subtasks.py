@@ -235,3 +235,36 @@ def test_datasets_list_states_metrics_and_fewshot_policy(capsys: pytest.CaptureF
     assert (rows["gsm8k"]["fewshot"]["split"], rows["gsm8k"]["fewshot"]["rule"],
             rows["gsm8k"]["fewshot"]["seed"]) == ("train", "harness", 1234)
     assert rows["mmlu"]["subtasks"]["groups"]["stem"][0] == "abstract_algebra"
+
+
+class Answers42(AlwaysA):
+    """Generates the same short answer for every prompt (GSM8K's and MBPP's shots are what is tested)."""
+
+    def generate(self, requests: list[Any], *, progress: bool = False) -> list[Any]:
+        from qwenharness.engines.base import Generation
+
+        return [Generation(text="The final answer is 42", prompt_tokens=1, output_tokens=5, finish_reason="stop",
+                           latency_s=0.0) for _ in requests]
+
+
+class AnswersPool(Pool):
+    def get(self, model: str, preset: str, backend: str) -> Answers42:  # type: ignore[override]
+        return Answers42()
+
+
+@pytest.mark.parametrize("dataset, example_marker", [("gsm8k", "Question:"), ("mbpp", "[BEGIN]")])
+def test_aggregates_record_the_shots_actually_in_the_prompt(tmp_path: Path, shared_data: Path, dataset: str,
+                                                           example_marker: str) -> None:
+    """Issue 12: the aggregate states the shots the prompts held, not the task's default: change the
+    shot count and the record changes with the prompt."""
+    seen = {}
+    for n in (0, 2):
+        s = EvalSettings(models=["tiny"], datasets=[dataset], backend="hf", progress=False, chat=False,
+                         data_dir=str(shared_data), sample_limit=2, n_shot=n)
+        (res,) = Evaluator(s, resolve_run_paths(tmp_path / f"shots{n}", "t"), pool=AnswersPool(), argv=["test"]).run()
+        assert res.ok, res.error
+        prompt = read_jsonl(res.path.with_name(f"{dataset}.samples.jsonl"))[0]["prompt"]
+        seen[n] = (res.aggregate["task"]["n_shot"], res.aggregate["task"]["fewshot"]["n_shot"],
+                   str(prompt).count(example_marker))
+    assert seen[0][:2] == (0, 0) and seen[2][:2] == (2, 2), seen
+    assert seen[2][2] > seen[0][2], seen  # the two examples are in the prompt, and only then
