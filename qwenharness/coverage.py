@@ -10,7 +10,6 @@ in tests/coverage assert on those entries, with thresholds from qwenharness/conf
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -357,13 +356,10 @@ class CoverageStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        from .results import file_lock  # the result store's one locking rule
+
+        with file_lock(self.dir / ".lock"):
+            yield
 
     def record(self, result: CoverageResult) -> None:
         entry = result.to_dict()
