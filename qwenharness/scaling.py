@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 from .errors import HarnessError
 from .models import get_model_spec
+from .results_query import newest_per_key
 
 Q = dict[str, Any]  # a quantity
 Z_95 = 1.96
@@ -120,7 +121,7 @@ def _newest_per_key(results_dir: str | Path, folder: str, models: Sequence[str] 
     that `keep` accepts (or the one of `run_id`); the file stem stands in for a missing third field."""
     root = Path(results_dir)
     base = root / folder
-    out: dict[tuple[str, str, str], Stored] = {}
+    found: list[tuple[tuple[str, str, str], Stored]] = []
     for path in sorted(base.glob("*/*/*/*.json")):
         run, model_dir, preset, _ = path.relative_to(base).parts
         if run_id is not None and run != run_id:
@@ -131,10 +132,9 @@ def _newest_per_key(results_dir: str | Path, folder: str, models: Sequence[str] 
         model = str(s.data.get("model", model_dir))
         if models is not None and model not in models:
             continue
-        key = (model, str(s.data.get("preset", preset)), str(s.data.get(third, path.stem)))
-        if key not in out or _stamp(s) > _stamp(out[key]):
-            out[key] = s
-    return out
+        found.append(((model, str(s.data.get("preset", preset)), str(s.data.get(third, path.stem))), s))
+    newest = newest_per_key(found, lambda ks: ks[0], lambda ks: _stamp(ks[1]))
+    return {k: s for k, (_, s) in newest.items()}
 
 
 def load_benchmarks(results_dir: str | Path, models: Sequence[str] | None = None,

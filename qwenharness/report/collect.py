@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
+from ..results_query import newest_per_key
 
 EVALUATIONS = "evaluations"
 COVERAGE_DIR = "model_coverage"
@@ -220,7 +221,7 @@ def read_evaluations(results_dir: str | Path, run_id: str | None, unreadable: li
     """The aggregates of `run_id`, or the newest one per (model, preset, dataset) over all runs."""
     base = Path(results_dir) / EVALUATIONS
     runs = [run_id] if run_id else list_runs(results_dir)
-    newest: dict[tuple[str, str, str], Evaluation] = {}
+    found: list[Evaluation] = []
     for run in runs:
         for path in sorted((base / run).glob("*/*/*.json")):
             if path.name.startswith(".") or path.parent.parent.name == "cache":
@@ -229,12 +230,9 @@ def read_evaluations(results_dir: str | Path, run_id: str | None, unreadable: li
             if not isinstance(data, dict):
                 continue
             ev = _evaluation(data, path, run)
-            if ev is None:
-                continue
-            key = (ev.model, ev.preset, ev.dataset)
-            old = newest.get(key)
-            if old is None or (ev.finished_at or "") >= (old.finished_at or ""):
-                newest[key] = ev
+            if ev is not None:
+                found.append(ev)
+    newest = newest_per_key(found, lambda e: (e.model, e.preset, e.dataset), lambda e: e.finished_at or "")
     return sorted(newest.values(), key=lambda e: (e.model, e.preset, e.dataset))
 
 
@@ -245,30 +243,29 @@ def read_coverage(results_dir: str | Path, unreadable: list[str]) -> list[dict[s
     summary = _read(folder / "latest_summary.json", unreadable)
     if isinstance(summary, dict) and isinstance(summary.get("configs"), dict):
         return [dict(v, key=k) for k, v in sorted(summary["configs"].items()) if isinstance(v, dict)]
-    entries: dict[str, dict[str, Any]] = {}
+    found: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if path.name == "latest_summary.json":
             continue
         data = _read(path, unreadable)
-        for e in (data or {}).get("entries", []) if isinstance(data, dict) else []:
-            if isinstance(e, dict) and e.get("key"):
-                if e["key"] not in entries or (e.get("timestamp") or 0) >= (entries[e["key"]].get("timestamp") or 0):
-                    entries[e["key"]] = e
+        found += [e for e in ((data or {}).get("entries", []) if isinstance(data, dict) else [])
+                  if isinstance(e, dict) and e.get("key")]
+    entries = newest_per_key(found, lambda e: e["key"], lambda e: e.get("timestamp") or 0)
     return [entries[k] for k in sorted(entries)]
 
 
 def read_benchmarks(results_dir: str | Path, unreadable: list[str]) -> list[dict[str, Any]]:
     """Newest benchmark file per (model, preset, backend); each dict gains `_path`."""
     base = Path(results_dir) / "benchmarks"
-    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    found: list[dict[str, Any]] = []
     for path in sorted(base.glob("*/*/*/*.json")) if base.is_dir() else []:
         data = _read(path, unreadable)
-        if not isinstance(data, dict) or "model" not in data:
-            continue
-        key = (str(data["model"]), str(data.get("preset", path.parent.name)), str(data.get("backend", path.stem)))
-        stamp = str(data.get("updated") or data.get("created") or "")
-        if key not in newest or stamp >= str(newest[key].get("updated") or newest[key].get("created") or ""):
-            newest[key] = {**data, "_path": str(path)}
+        if isinstance(data, dict) and "model" in data:
+            found.append({**data, "_path": str(path)})
+    newest = newest_per_key(
+        found, lambda d: (str(d["model"]), str(d.get("preset", Path(d["_path"]).parent.name)),
+                          str(d.get("backend", Path(d["_path"]).stem))),
+        lambda d: str(d.get("updated") or d.get("created") or ""))
     return [newest[k] for k in sorted(newest)]
 
 
