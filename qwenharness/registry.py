@@ -61,7 +61,9 @@ class Registry:
     def is_builtin(self, name: str) -> bool:
         return name in self._builtin
 
-    def get(self, name: str, hint: str = "") -> Any:
+    def get(self, name: str, *, or_all: bool = False) -> Any:
+        """The object of `name`; an unknown name raises with a did-you-mean and the listing (plus
+        "or 'all'" where the caller accepts it), built only then."""
         if name in self._registered:
             return self._registered[name]
         if name in self._builtin:
@@ -73,8 +75,8 @@ class Registry:
         from .console import did_you_mean
 
         names = self.names()
-        raise UnknownNameError(f"unknown {self.kind} '{name}'",
-                               did_you_mean(name, names, hint or f"choose from {', '.join(names)}"))
+        listing = f"choose from {', '.join(names)}" + (" or 'all'" if or_all else "")
+        raise UnknownNameError(f"unknown {self.kind} '{name}'", did_you_mean(name, names, listing))
 
 
 TASKS = Registry("dataset", TASK_GROUP, {

@@ -311,8 +311,6 @@ def _evaluations_after(root: Path, verdict_at: Any, name: str) -> list[str]:
             later.append(_rel(path, root))
     if not later:
         return []
-    return [f"{later[0]} (and {len(later) - 1} more) was written after {name}'s verdict ({verdict_at}): "
-            "milestone 3 has not judged it; run `pytest -m milestone3` on these results"
-            if len(later) > 1 else
-            f"{later[0]} was written after {name}'s verdict ({verdict_at}): milestone 3 has not judged it; "
+    more = f" (and {len(later) - 1} more)" if len(later) > 1 else ""
+    return [f"{later[0]}{more} was written after {name}'s verdict ({verdict_at}): milestone 3 has not judged it; "
             "run `pytest -m milestone3` on these results"]

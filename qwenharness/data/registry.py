@@ -310,7 +310,7 @@ def get_dataset_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     from ..registry import TASKS
 
-    spec = TASKS.get(name, hint=f"choose from {', '.join(TASKS.names())} or 'all'").dataset
+    spec = TASKS.get(name, or_all=True).dataset
     if spec is None:
         raise UnknownNameError(f"task '{name}' carries no DatasetSpec", "set the class attribute `dataset`")
     return spec

@@ -67,7 +67,7 @@ def open_engine(config: ResolvedConfig, backend: str, endpoint: Any = None) -> E
     `@register_engine`, or an installed package's `qwenharness.engines` entry point."""
     from ..registry import ENGINES
 
-    factory = ENGINES.get(backend, hint=f"choose one of {', '.join(ENGINES.names())}")
+    factory = ENGINES.get(backend)
     if config.engine_args and backend != "vllm":
         from ..errors import ConfigError
 

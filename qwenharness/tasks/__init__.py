@@ -17,7 +17,7 @@ def get_task(name: str) -> Task:
         from ..data.subsets import parse_selection
 
         name = parse_selection(name).dataset
-    return TASKS.get(name, hint=f"choose from {', '.join(TASKS.names())} or 'all'")()
+    return TASKS.get(name, or_all=True)()
 
 
 __all__ = ["Task", "TaskOptions", "get_available_tasks", "get_task", "register_task"]
