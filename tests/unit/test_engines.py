@@ -41,7 +41,7 @@ def greedy(prompt: str, max_tokens: int = 16, stop: tuple[str, ...] = ()) -> Gen
 
 
 def test_unknown_backend_is_a_clear_error() -> None:
-    with pytest.raises(UnknownNameError, match="choose one of vllm, hf"):
+    with pytest.raises(UnknownNameError, match=r"unknown backend .onnx. \(choose from vllm, hf, openai\)"):
         open_engine(get_model_config("tiny", "balanced", None), "onnx")
 
 
