@@ -90,15 +90,35 @@ def live_descendants(pid: int) -> list:
     return out
 
 
+def freeze_tree(pid: int, *, rounds: int = 20) -> list:
+    """SIGSTOP every descendant of `pid` until a listing finds none not yet stopped: a stopped process
+    can neither start a child nor die, so the tree stays whole until it is killed. (Killed while
+    running, a process that had just forked -- bwrap starting its sandbox -- leaves a child that is
+    handed to init before any listing sees it, and outlives the run.)"""
+    import psutil
+
+    frozen: dict[int, object] = {}
+    for _ in range(rounds):
+        new = [p for p in live_descendants(pid) if p.pid not in frozen]
+        if not new:
+            break
+        for proc in new:
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+            frozen[proc.pid] = proc
+    return list(frozen.values())
+
+
 def kill_tree(pid: int, *, timeout: float = 5.0) -> int:
     """SIGKILL every descendant of `pid` (not `pid` itself) until none is left running; returns how
-    many were signalled. Repeats because a process may start a child while its siblings die."""
+    many were signalled. The tree is frozen first (`freeze_tree`), then killed at once; repeats in
+    case a process escaped the freeze."""
     import psutil
 
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        procs = live_descendants(pid)
+        procs = freeze_tree(pid)
         if not procs:
             break
         for proc in procs:
@@ -107,6 +127,40 @@ def kill_tree(pid: int, *, timeout: float = 5.0) -> int:
                 killed.add(proc.pid)
         psutil.wait_procs(procs, timeout=0.5)
     return len(killed)
+
+
+# Markers of the code sandboxes this process started (sandbox/runner.py): every sandboxed process
+# carries its runner's marker in its environment or, for bwrap itself, on its command line.
+SANDBOX_MARKER_ENV = "QWENHARNESS_SANDBOX"
+_sandbox_markers: set[str] = set()
+
+
+def register_sandbox_marker(marker: str) -> None:
+    _sandbox_markers.add(marker)
+
+
+def kill_marked_sandboxes() -> int:
+    """SIGKILL every process that carries one of this process's sandbox markers, wherever it now is
+    in the process tree: the last net for one that left the tree before `kill_tree` saw it (handed to
+    init mid-teardown). Returns how many were signalled."""
+    import psutil
+
+    if not _sandbox_markers:
+        return 0
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            argv = proc.info["cmdline"] or []
+            pairs = zip(argv, argv[1:])
+            if any(a == SANDBOX_MARKER_ENV and b in _sandbox_markers for a, b in pairs) or (
+                    proc.environ().get(SANDBOX_MARKER_ENV) in _sandbox_markers):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return len(found)
 
 
 def _reap_children() -> None:
@@ -313,6 +367,8 @@ def _die(tmp: Path) -> None:
         os.dup2(devnull, 2)
     with contextlib.suppress(Exception):
         kill_tree(os.getpid())
+    with contextlib.suppress(Exception):
+        kill_marked_sandboxes()
     shutil.rmtree(tmp, ignore_errors=True)
     os._exit(137)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -170,10 +170,13 @@ def primary_metric(data: dict[str, Any]) -> str | None:
 
 
 def load_evaluations(results_dir: str | Path, models: Sequence[str] | None = None,
-                     run_id: str | None = None) -> dict[tuple[str, str, str], Stored]:
-    """(model, preset, dataset) -> newest aggregate evaluation file (one with a `metrics` table)."""
-    return _newest_per_key(results_dir, "evaluations", models, run_id,
-                           lambda d: isinstance(d.get("metrics"), dict) and bool(d["metrics"]), "dataset")
+                     run_id: str | None = None,
+                     only: Collection[tuple[str, str, str]] | None = None) -> dict[tuple[str, str, str], Stored]:
+    """(model, preset, dataset) -> newest aggregate evaluation file (one with a `metrics` table); with
+    `only`, just those keys (the evaluations a gate verdict judged: gate_evidence.py)."""
+    found = _newest_per_key(results_dir, "evaluations", models, run_id,
+                            lambda d: isinstance(d.get("metrics"), dict) and bool(d["metrics"]), "dataset")
+    return found if only is None else {k: v for k, v in found.items() if k in set(only)}
 
 
 # -- naming ---------------------------------------------------------------------------------------------
@@ -592,11 +595,12 @@ def order_by_size(models: Sequence[str]) -> list[str]:
 
 
 def collect(results_dir: str | Path, models: Sequence[str] | None = None, *, backend: str | None = None,
-            run_id: str | None = None) -> dict[tuple[str, str], Figures]:
-    """Figures for every (model, preset) with stored benchmark or evaluation results. The benchmark of
-    `backend` is used (default: vllm where stored, else any)."""
+            run_id: str | None = None,
+            evaluations: Collection[tuple[str, str, str]] | None = None) -> dict[tuple[str, str], Figures]:
+    """Figures for every (model, preset) with stored benchmark or evaluation results (of `evaluations`
+    only, where given). The benchmark of `backend` is used (default: vllm where stored, else any)."""
     benches = load_benchmarks(results_dir, models, run_id)
-    evals = load_evaluations(results_dir, models, run_id)
+    evals = load_evaluations(results_dir, models, run_id, evaluations)
     keys = {(m, p) for (m, p, _) in benches} | {(m, p) for (m, p, _) in evals}
     figures = {}
     for m, p in sorted(keys):
@@ -608,7 +612,8 @@ def collect(results_dir: str | Path, models: Sequence[str] | None = None, *, bac
 
 
 def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = False, backend: str | None = None,
-            run_id: str | None = None, write: bool = True) -> dict[str, Any]:
+            run_id: str | None = None, write: bool = True,
+            evaluations: Collection[tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Compare each adjacent pair of `models` (ordered by size), build the matrix and insights, and write
     the three kinds of files under <results_dir>/comparisons/. Returns what was written, with paths."""
     from .results import atomic_write_json
@@ -617,7 +622,7 @@ def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = 
         raise HarnessError(f"a comparison needs at least two models, got {list(models)}",
                            "pass two or more with --models a,b")
     ordered = order_by_size(models)
-    figures = collect(results_dir, ordered, backend=backend, run_id=run_id)
+    figures = collect(results_dir, ordered, backend=backend, run_id=run_id, evaluations=evaluations)
     missing = [m for m in ordered if not any(mm == m for (mm, _) in figures)]
     if missing:
         raise HarnessError(f"no stored benchmark or evaluation results for {', '.join(missing)} under "
@@ -625,7 +630,9 @@ def analyze(results_dir: str | Path, models: Sequence[str], *, detailed: bool = 
                            "run `qwenharness bench --models ...` and `qwenharness evaluate --models ...` first, "
                            "or pass --results-dir")
     comparisons = [compare_pair(a, b, figures, detailed) for a, b in zip(ordered, ordered[1:])]
-    matrix = {"models": ordered, "analysis": {"backend": backend, "detailed": detailed, "run_id": run_id},
+    matrix = {"models": ordered, "analysis": {"backend": backend, "detailed": detailed, "run_id": run_id,
+                                                "evaluations": None if evaluations is None else
+                                                [list(k) for k in sorted(evaluations)]},
               "rows": [matrix_row(f) for _, f in sorted(figures.items())]}
     ins = {"models": ordered, "insights": insights(ordered, figures, comparisons)}
     out_dir = Path(results_dir) / "comparisons"
@@ -694,5 +701,6 @@ def refresh_if_stale(results_dir: str | Path) -> bool:
     if len(models) < 2:
         return False
     analyze(root, models, detailed=bool(settings.get("detailed")), backend=settings.get("backend"),
-            run_id=settings.get("run_id"))
+            run_id=settings.get("run_id"),
+            evaluations=None if settings.get("evaluations") is None else [tuple(k) for k in settings["evaluations"]])
     return True

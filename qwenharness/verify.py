@@ -159,21 +159,27 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: tree}
 
 
-def _run_dirs(results_dir: Path) -> list[Path]:
+def _run_dirs(results_dir: Path, run_id: str | None = None) -> list[Path]:
     base = results_dir / EVALUATIONS
     if not base.is_dir():
         return []
-    return [p for p in sorted(base.iterdir()) if p.is_dir() and p.name not in NOT_RUNS and not p.name.startswith(".")]
+    return [p for p in sorted(base.iterdir()) if p.is_dir() and p.name not in NOT_RUNS and not p.name.startswith(".")
+            and (run_id is None or p.name == run_id)]
+
+
+def _in_run(path: Path, results_dir: Path, run_id: str | None) -> bool:
+    return run_id is None or path.parent.parent.parent == results_dir / EVALUATIONS / run_id
 
 
 def _aggregate_files(run: Path) -> list[Path]:
     return [p for p in sorted(run.glob("*/*/*.json")) if not p.name.startswith(".") and p.parent.parent.name != "cache"]
 
 
-def expected_aggregates(results_dir: Path) -> dict[Path, str]:
-    """Aggregates some stored file says exist -> which file says so (samples, manifests, summaries)."""
+def expected_aggregates(results_dir: Path, run_id: str | None = None) -> dict[Path, str]:
+    """Aggregates some stored file says exist (in run `run_id`, or any) -> which file says so (samples,
+    manifests, summaries)."""
     out: dict[Path, str] = {}
-    for run in _run_dirs(results_dir):
+    for run in _run_dirs(results_dir, run_id):
         for samples in sorted(run.glob(f"*/*/*{SAMPLES_SUFFIX}")):
             out.setdefault(samples.with_name(samples.name[: -len(SAMPLES_SUFFIX)] + ".json"), _rel(samples, results_dir))
         manifest = run / "manifest.json"
@@ -186,7 +192,8 @@ def expected_aggregates(results_dir: Path) -> dict[Path, str]:
                 if isinstance(w, dict) and isinstance(w.get("aggregate"), str):
                     out.setdefault(run / w["aggregate"], _rel(manifest, results_dir))
     for _name, path, _key, entry_agg, _entry in summary_entries(results_dir):
-        out.setdefault(entry_agg, _rel(path, results_dir))
+        if _in_run(entry_agg, results_dir, run_id):
+            out.setdefault(entry_agg, _rel(path, results_dir))
     return out
 
 
@@ -209,20 +216,23 @@ def summary_entries(results_dir: Path) -> Iterator[tuple[str, Path, tuple[str, s
                         yield name, path, (model, preset, dataset), folder / f"{dataset}.json", entry
 
 
-def missing_aggregates(results_dir: str | Path, models: Iterable[str] | None = None) -> list[str]:
+def missing_aggregates(results_dir: str | Path, models: Iterable[str] | None = None,
+                       run_id: str | None = None) -> list[str]:
     """Aggregates that a samples file, manifest or summary names but that do not exist. A gate that would
     produce missing results itself checks this first: a deleted aggregate is a fault, not a gap."""
     root = Path(results_dir)
     wanted = None if models is None else {m.replace("/", "__") for m in models}
     return [f"{_rel(path, root)}: aggregate is missing ({named_by} names it)"
-            for path, named_by in sorted(expected_aggregates(root).items())
+            for path, named_by in sorted(expected_aggregates(root, run_id).items())
             if (wanted is None or path.parent.parent.name in wanted) and not path.is_file()]
 
 
-def _summary_disagreements(results_dir: Path) -> list[str]:
-    """Summary lines whose metrics differ from the aggregate file they were made from."""
+def _summary_disagreements(results_dir: Path, run_id: str | None = None) -> list[str]:
+    """Summary lines (of run `run_id`, or any) whose metrics differ from the aggregate they were made from."""
     problems = []
     for name, _path, (model, preset, dataset), agg, entry in summary_entries(results_dir):
+        if not _in_run(agg, results_dir, run_id):
+            continue
         try:
             stored = json.loads(agg.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -232,9 +242,11 @@ def _summary_disagreements(results_dir: Path) -> list[str]:
     return problems
 
 
-def verify_results(results_dir: str | Path, models: Iterable[str] | None = None) -> list[str]:
-    """Every stored aggregate (of `models`, or all) recomputes from its records; every aggregate that a
-    samples file, manifest or summary names exists; the summaries agree with the aggregates."""
+def verify_results(results_dir: str | Path, models: Iterable[str] | None = None,
+                   run_id: str | None = None) -> list[str]:
+    """Every stored aggregate (of `models`, or all; of run `run_id`, or every run) recomputes from its
+    records; every aggregate that a samples file, manifest or summary names exists; the summaries agree
+    with the aggregates."""
     root = Path(results_dir)
     wanted = set(models) if models is not None else None
 
@@ -242,11 +254,11 @@ def verify_results(results_dir: str | Path, models: Iterable[str] | None = None)
         return wanted is None or path.parent.parent.name in {m.replace("/", "__") for m in wanted}
 
     problems: list[str] = []
-    present = [p for run in _run_dirs(root) for p in _aggregate_files(run) if selected(p)]
+    present = [p for run in _run_dirs(root, run_id) for p in _aggregate_files(run) if selected(p)]
     for path in present:
         problems += verify_aggregate(path, root)
-    problems += missing_aggregates(root, models if wanted is None else sorted(wanted))
-    problems += [p for p in _summary_disagreements(root)
+    problems += missing_aggregates(root, models if wanted is None else sorted(wanted), run_id=run_id)
+    problems += [p for p in _summary_disagreements(root, run_id)
                  if wanted is None or any(f": {m}/" in p for m in wanted)]
     return list(dict.fromkeys(problems))
 
@@ -281,7 +293,7 @@ def verify_gates(results_dir: str | Path, milestones: Iterable[str], session: st
                    "skipped": "every test of it was skipped"}.get(str(status), "it did not pass")
             problems.append(f"{name}: status {status!r} ({why}; failures: {g.get('failures') or 'none'})")
         elif m == "milestone3":
-            problems += _evaluations_after(root, g.get("finished_at"), name)
+            problems += _evaluations_after(root, g, name)
     return problems
 
 
@@ -295,14 +307,30 @@ def _when(stamp: Any) -> Any:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _evaluations_after(root: Path, verdict_at: Any, name: str) -> list[str]:
+def _judged_files(root: Path, gate: dict[str, Any]) -> list[Path]:
+    """The aggregates a milestone-3 gate file judged: its evidence (gate_evidence.py) in its run; for a
+    file written before evidence was recorded, every aggregate of its run (or of every run)."""
+    from .gate_evidence import parse_key
+
+    run = gate.get("run_id")
+    evidence = gate.get("evidence") if isinstance(gate.get("evidence"), dict) else None
+    if isinstance(run, str) and evidence is not None:
+        keys = [parse_key(str(k)) for k in evidence.get("evaluations") or []]
+        return [root / EVALUATIONS / run / m.replace("/", "__") / p / f"{d}.json" for (m, p, d) in filter(None, keys)]
+    pattern = f"{run}/*/*/*.json" if isinstance(run, str) else "*/*/*/*.json"
+    return sorted((root / EVALUATIONS).glob(pattern))
+
+
+def _evaluations_after(root: Path, gate: dict[str, Any], name: str) -> list[str]:
     """A milestone-3 verdict from an earlier session vouches only for the evaluations it saw: an
-    aggregate written after it is stale evidence for that verdict (the gate must be run again)."""
+    aggregate it judged that was rewritten after it is stale evidence for that verdict (the gate must be
+    run again). Aggregates it did not judge (another run, other models) are not its concern."""
+    verdict_at = gate.get("finished_at")
     verdict = _when(verdict_at)
     if verdict is None:
         return [f"{name} records no finished_at, so the evaluations it judged cannot be told from later ones"]
     later = []
-    for path in sorted((root / "evaluations").glob("*/*/*/*.json")):
+    for path in sorted(_judged_files(root, gate)):
         try:
             written = _when(json.loads(path.read_text(encoding="utf-8")).get("finished_at"))
         except (OSError, ValueError, AttributeError):

@@ -5,7 +5,7 @@ pytest parses the command line, from any directory; pytest.ini also names it (`-
 qwenharness.pytest_plugin`) for checkouts that are on PYTHONPATH but not installed. Modules:
 options (pytest_addoption, from the shared table in qwenharness/options.py), session
 (pytest_configure: GPU pinning, markers, the session's HarnessOptions), hooks (GPU gating,
-parametrization, engine grouping), fixtures (`harness`, `engine_pool`) and rootdir (an option's value
+parametrization, engine grouping), fixtures (`harness`, `engine_pool`, `gate_evidence`) and rootdir (an option's value
 is never taken for a test path when pytest picks its rootdir). Tests stay thin: everything they need
 comes from the `qwenharness` library.
 """
@@ -28,7 +28,7 @@ def _other_checkout() -> bool:
 
 
 if not _other_checkout():
-    from .fixtures import engine_pool, harness
+    from .fixtures import engine_pool, gate_evidence, harness
     from .hooks import pytest_collection_modifyitems, pytest_generate_tests, pytest_runtest_setup
     from .options import pytest_addoption
     from .rootdir import pytest_load_initial_conftests
@@ -41,8 +41,8 @@ if not _other_checkout():
     # --self-contained-html` whose summary shows the stored results; its pytest-html hooks are optional.
     pytest_plugins = ["qwenharness.report.html", "qwenharness.bench_summary"]
 
-    __all__ = ["HARNESS_OPTIONS", "MARKERS", "engine_pool", "harness", "harness_options", "pytest_addoption",
-               "pytest_collection_modifyitems", "pytest_configure", "pytest_generate_tests",
+    __all__ = ["HARNESS_OPTIONS", "MARKERS", "engine_pool", "gate_evidence", "harness", "harness_options",
+               "pytest_addoption", "pytest_collection_modifyitems", "pytest_configure", "pytest_generate_tests",
                "pytest_load_initial_conftests", "pytest_plugin_registered", "pytest_runtest_setup"]
 
 

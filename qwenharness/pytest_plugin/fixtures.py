@@ -1,9 +1,11 @@
-"""The session fixtures: `harness` (the run's options) and `engine_pool` (one engine alive at a time)."""
+"""The fixtures: `harness` (the run's options), `engine_pool` (one engine alive at a time) and
+`gate_evidence` (what a gate test judged, recorded in its milestone's gate file)."""
 
 from __future__ import annotations
 
 import pytest
 
+from ..gate_evidence import GateEvidence
 from ..testing import HarnessOptions
 from .session import harness_options
 
@@ -22,3 +24,10 @@ def engine_pool(harness: HarnessOptions):  # noqa: ANN201 - yields an EnginePool
                       server=harness.server, judge_server=harness.judge_server)
     yield pool
     pool.close()
+
+
+@pytest.fixture
+def gate_evidence(request: pytest.FixtureRequest, harness: HarnessOptions) -> GateEvidence:
+    """`gate_evidence.add("evaluations", model, preset, dataset)`: the stored result this test judged
+    (qwenharness/gate_evidence.py); later gates and the reports read only what a verdict judged."""
+    return GateEvidence(request.node, harness.run_id)

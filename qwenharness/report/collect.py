@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
+from ..gate_evidence import EvidenceScope, read_scope
 from ..results_query import newest_per_key
 
 EVALUATIONS = "evaluations"
@@ -122,6 +123,41 @@ class ResultsSnapshot:
     gates: dict[str, dict[str, Any]]
     unreadable: list[str] = field(default_factory=list)
     partial_gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gates/partial/: subset runs
+    scope: EvidenceScope | None = None  # set by `within`: only what these gate verdicts judged
+    left_out: list[str] = field(default_factory=list)  # stored evaluations `within` left out, and why
+
+    def within(self, scope: EvidenceScope | None) -> "ResultsSnapshot":
+        """A snapshot of one run (collected with `run_id`) narrowed to its own benchmarks and coverage
+        entries and, with `scope`, to the evaluations its gate verdicts judged and the coverage entries
+        of milestone 2's selection; `left_out` names the evaluations dropped."""
+        run_id = self.run_id
+        if run_id is None:
+            raise ValueError("within() needs a snapshot of one run: collect(results_dir, run_id)")
+
+        def bench_run(b: dict[str, Any]) -> str | None:
+            parts = Path(str(b.get("_path", ""))).parts
+            return parts[-4] if len(parts) >= 4 else None
+
+        def judged(e: Evaluation) -> bool:
+            return scope is None or scope.admits_evaluation(e.model, e.preset, e.dataset)
+
+        return replace(self, evaluations=[e for e in self.evaluations if judged(e)], scope=scope,
+                       left_out=[f"{self.rel(e.path)} (no gate verdict judged it)" for e in self.evaluations
+                                 if not judged(e)],
+                       benchmarks=[b for b in self.benchmarks if bench_run(b) == run_id],
+                       coverage=[c for c in self.coverage if c.get("run_id") in (None, run_id)
+                                 and (scope is None or scope.admits_coverage(c))])
+
+    def scope_text(self) -> str:
+        """Which stored results this snapshot holds, in one sentence (without markup)."""
+        if self.run_id is None:
+            return "the newest result per model x preset x dataset over all runs."
+        if self.scope is None:
+            return f"run `{self.run_id}` only."
+        left = (f"; {len(self.left_out)} other evaluation(s) stored in the run are left out, as no gate verdict "
+                "judged them" if self.left_out else "")
+        return (f"run `{self.run_id}`, only the {len(self.evaluations)} evaluation(s) judged by "
+                f"{', '.join(self.scope.sources)}{left}.")
 
     # convenience views
     @property
@@ -315,6 +351,31 @@ def collect(results_dir: str | Path = "results", run_id: str | None = None) -> R
         insights=insights if isinstance(insights, dict) else None, gates=read_gates(root, unreadable),
         unreadable=unreadable, partial_gates=read_gates(root, unreadable, PARTIAL_GATES_DIR),
     )
+
+
+def gated_snapshot(results_dir: str | Path, run_id: str, milestones: tuple[str, ...] = ("milestone3", "milestone4"),
+                   strict: bool = True) -> ResultsSnapshot:
+    """What a gate or a session's report may read (gate_evidence.py): run `run_id`, narrowed to what
+    `milestones`' gate files judged. `strict` (milestone 5): a missing run, or a gate file that is missing,
+    judged another run or records no evidence, raises HarnessError naming the gate to run. Otherwise (the
+    reports at session end) the gate files that do record evidence for the run are used, and where none
+    does, the whole run is shown; with no such run, no evaluation is."""
+    root = Path(results_dir)
+    if run_id not in list_runs(root):
+        if strict:
+            collect(root, run_id)  # raises, naming the runs stored
+        return replace(collect(root), run_id=run_id, evaluations=[], manifests={}).within(None)
+    snapshot = collect(root, run_id)
+    if strict:
+        return snapshot.within(read_scope(root, run_id, milestones))
+    usable = []
+    for m in milestones:
+        try:
+            read_scope(root, run_id, [m], coverage_from=None)
+            usable.append(m)
+        except HarnessError:
+            continue
+    return snapshot.within(read_scope(root, run_id, usable) if usable else None)
 
 
 # -- figures read from a benchmark file (None when absent) -------------------------------------------

@@ -80,9 +80,7 @@ def render_results_fragment(s: ResultsSnapshot) -> str:
     parts = [f"<style>{CSS}</style>", '<div class="qh-results">',
              f"<h2>Stored results</h2><p>Read from <code>{html.escape(str(s.results_dir))}</code> at "
              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; "
-             + (f"run <code>{html.escape(s.run_id)}</code>." if s.run_id else
-                "the newest result per configuration over runs " + html.escape(", ".join(s.runs) or "none") + ".")
-             + "</p>"]
+             + html.escape(s.scope_text()) + "</p>"]
     sections: list[tuple[str, list[Table | None], str]] = [
         ("Milestone gates", [gates_table(s)], EMPTY["gates"]),  # first: whether the figures below are gated
         ("Model performance", [metric_table(s)], EMPTY["metrics"]),
@@ -139,6 +137,8 @@ class GateRecorder:
         self.partial: dict[str, list[str]] = {}  # milestone -> why this session runs only part of it
         self.coverage: dict[str, Any] = {}  # models, presets, datasets, backends the session ran on
         self.skips: dict[str, dict[str, int]] = {}  # milestone -> skip reason -> tests
+        self.run_id: str | None = None  # the run the session's gates read and write (--run-id)
+        self.evidence: dict[str, dict[str, set[str]]] = {}  # milestone -> kind -> keys its tests judged
 
     def mark_partial(self, milestone: str, why: str) -> None:
         reasons = self.partial.setdefault(milestone, [])
@@ -163,7 +163,12 @@ class GateRecorder:
         result = self.outcome(report)
         if result is None:
             return
+        from ..gate_evidence import evidence_of
+
+        judged = evidence_of(report.user_properties)
         for m in (k for k in MILESTONES if k in report.keywords):
+            for e in judged:
+                self.evidence.setdefault(m, {}).setdefault(e["kind"], set()).add(e["key"])
             seen = self.outcomes.setdefault(m, {})
             if seen.get(report.nodeid) in ("failed", "error"):
                 continue  # a failed call stays failed whatever teardown says
@@ -193,6 +198,8 @@ class GateRecorder:
                 "collected": self.collected.get(milestone, len(seen)), "not_run": not_run,
                 "scope": "partial" if milestone in self.partial else "full",
                 "partial_because": self.partial.get(milestone, []), "coverage": self.coverage,
+                "run_id": self.run_id,
+                "evidence": {k: sorted(v) for k, v in sorted(self.evidence.get(milestone, {}).items())},
                 "skip_reasons": self.skips.get(milestone, {}),
                 "failures": sorted(set(self.failures.get(milestone, []))), "command": self.command,
                 "session": self.session, "started_at": self.started_at,
@@ -326,6 +333,7 @@ class GatePlugin:
         if options is not None:
             self.recorder.coverage = {k: list(getattr(options, k, []) or []) for k in
                                       ("models", "presets", "datasets", "backends")}
+            self.recorder.run_id = options.run_id
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.recorder.add(report)
@@ -336,7 +344,7 @@ class GatePlugin:
         if not self.recorder.outcomes:
             return  # no milestone ran: the stored reports stay as they are
         try:
-            self.snapshot = final_snapshot(self.recorder.dir.parent)
+            self.snapshot = final_snapshot(self.recorder.dir.parent, self.recorder.run_id)
             if self.snapshot.evaluations or self.snapshot.gates:
                 from .markdown import write_reports
 
@@ -346,13 +354,15 @@ class GatePlugin:
                                                       f"{type(exc).__name__}: {exc}", red=True)
 
 
-def final_snapshot(results_dir: Path) -> ResultsSnapshot:
-    """The one read of the results the session's reports come from: comparisons whose cited files
-    changed since they were computed (a benchmark ran after the analysis) are recomputed first."""
+def final_snapshot(results_dir: Path, run_id: str | None) -> ResultsSnapshot:
+    """The one read of the results the session's reports come from: the session's run, narrowed to
+    what its gate verdicts judged (collect.gated_snapshot), after comparisons whose cited files changed
+    since they were computed (a benchmark ran after the analysis) are recomputed."""
     from ..scaling import refresh_if_stale
+    from .collect import gated_snapshot
 
     refresh_if_stale(results_dir)
-    return collect(results_dir)
+    return gated_snapshot(results_dir, run_id, strict=False) if run_id else collect(results_dir)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -282,8 +282,7 @@ def appendix(s: ResultsSnapshot) -> str:
                      "tests under results/evaluations/<run_id>/manifest.json).\n")
     parts.append("### Reproduce\n")
     parts.append("```bash\n" + "\n".join(_reproduce(s)) + "\n```\n")
-    parts.append(f"Stored runs: {', '.join(s.runs) if s.runs else 'none'}. This report: "
-                 + (f"run `{s.run_id}` only." if s.run_id else "the newest result per model x preset x dataset over all runs."))
+    parts.append(f"Stored runs: {', '.join(s.runs) if s.runs else 'none'}. This report: {s.scope_text()}")
     return "\n".join(parts) + "\n"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,8 @@ import sysconfig
 from pathlib import Path
 
 from ..errors import HarnessError
+from .. import lifetime
+from ..lifetime import SANDBOX_MARKER_ENV
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 INSIDE_CHILD_DIR = "/qh"
@@ -187,7 +190,7 @@ def command(bwrap: str, executable: str, module: str, args: list[str], *, site_p
             "--clearenv"]
     env = {"PATH": "/usr/bin:/bin", "HOME": SAMPLE_DIR, "TMPDIR": SAMPLE_DIR, "LANG": "C.UTF-8",
            "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONIOENCODING": "utf-8", "QWENHARNESS_SANDBOX": marker}
+           "PYTHONIOENCODING": "utf-8", SANDBOX_MARKER_ENV: marker}
     for k, v in env.items():
         argv += ["--setenv", k, v]
     # /proc of its own PID namespace; of /dev only the three devices programs use (each is a mount,
@@ -219,17 +222,28 @@ def precompile() -> None:
 @functools.lru_cache(maxsize=8)
 def probe(bwrap: str) -> str | None:
     """None when `bwrap` can make a sandbox here; else the reason it cannot (its stderr)."""
+    marker = f"probe-{secrets.token_hex(8)}"
+    lifetime.register_sandbox_marker(marker)
     r_fd, w_fd = os.pipe()
     try:
         argv = command(bwrap, sys.executable, "limits", [], site_packages=False, sample_bytes=1 << 20,
-                       info_fd=w_fd, marker="probe")
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, pass_fds=(w_fd,),
-                              stdin=subprocess.DEVNULL)
+                       info_fd=w_fd, marker=marker)
+        # started under the spawn guard, like every sandbox: a supervised run whose guard dies kills
+        # what is running, and nothing starts after that (lifetime._die)
+        with lifetime.SPAWN_GUARD:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    pass_fds=(w_fd,), stdin=subprocess.DEVNULL)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
     finally:
         os.close(r_fd)
         os.close(w_fd)
     if proc.returncode != 0:
-        return (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return (stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
     return None

@@ -153,7 +153,8 @@ class Sandbox:
         # per core keep the CPUs busy (measured on 2 cores: 3 per core beat 2, and 1.5)
         self.workers = max(1, workers or min(32, 3 * (os.cpu_count() or 1)))
         self.python = os.path.realpath(python or sys.executable)
-        self.instance_id = secrets.token_hex(8)  # in every child's environment as QWENHARNESS_SANDBOX
+        self.instance_id = secrets.token_hex(8)  # in every child's environment (lifetime.SANDBOX_MARKER_ENV)
+        lifetime.register_sandbox_marker(self.instance_id)
         if allow_unisolated is None:
             allow_unisolated = os.environ.get(bwrap.ALLOW_UNISOLATED_ENV, "") not in ("", "0")
         if os.name != "posix" or not sys.platform.startswith("linux"):
@@ -236,7 +237,7 @@ class Sandbox:
         tmpdir = os.path.realpath(tempfile.mkdtemp(prefix="qh-sandbox-"))
         env = {"PATH": "/usr/bin:/bin", "HOME": tmpdir, "TMPDIR": tmpdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
-               "QWENHARNESS_SANDBOX": self.instance_id}
+               lifetime.SANDBOX_MARKER_ENV: self.instance_id}
         flags = ["-I", "-B"] + ([] if self.limits.site_packages else ["-S"])
         cmd = [self.python, *flags, *bwrap.launcher(str(bwrap.CHILD_DIR), module, args, self.limits.site_packages)]
         try:

@@ -4,6 +4,7 @@ Defaults on CPU: `tiny` x all 14 datasets, 5 samples each (`--sample-limit` over
 selected backend, preset `balanced` (or the first selected preset). Results go to
 <results-dir>/evaluations/<run-id> (default results/evaluations/pytest); the session's engine pool
 keeps one engine alive across datasets. The error budget comes from qwenharness/config/gates.toml.
+Each test names the aggregate it judged (`gate_evidence`): milestones 4 and 5 read only those.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name: str) -> None:
+def test_dataset_evaluation(harness, engine_pool, gate_evidence, model_name: str, dataset_name: str) -> None:
     wanted = harness.doc_ids.for_dataset(dataset_name)  # --doc-ids: exactly those documents
     limit = None if wanted else harness.sample_limits.for_dataset(dataset_name) or DEFAULT_SAMPLE_LIMIT
     preset = _preset(harness)
@@ -46,6 +47,7 @@ def test_dataset_evaluation(harness, engine_pool, model_name: str, dataset_name:
                             progress=False, **harness.eval_settings_fields())
     paths = resolve_run_paths(harness.results_dir, harness.run_id)
     results = Evaluator(settings, paths, pool=engine_pool, replace_stale=True).run()
+    gate_evidence.add_all("evaluations", [(r.model, r.preset, r.dataset) for r in results])  # judged, pass or fail
     assert len(results) == 1
     result = results[0]
     assert result.ok, f"{model_name}/{dataset_name} failed: {result.error}"

@@ -15,24 +15,37 @@ from pathlib import Path
 import pytest
 
 from qwenharness.report import published, validate
-from qwenharness.report.collect import ResultsSnapshot, collect
+from qwenharness.report.collect import ResultsSnapshot, gated_snapshot
 from qwenharness.report.html import render_results_fragment
 from qwenharness.report.markdown import FINAL_REPORT, SECTIONS, TRACKER, section_text, write_reports
 from qwenharness.testing import HarnessOptions
 
 pytestmark = pytest.mark.milestone5
 EARLIER_GATES = ("milestone1", "milestone2", "milestone3", "milestone4")  # their gate files must record a verdict
+JUDGING_GATES = ("milestone3", "milestone4")  # the evaluations they judged are what this gate reads
 
 
 @pytest.fixture(scope="module")
 def snapshot(harness: HarnessOptions) -> ResultsSnapshot:
-    s = collect(harness.results_dir)
-    if not s.evaluations:
-        pytest.fail(f"no stored evaluation under {Path(harness.results_dir).resolve()}/evaluations: run the earlier "
-                    "milestones first (`pytest -m 'milestone3 or milestone4'`, or plain `pytest`)", pytrace=False)
+    """This session's run (--run-id, default `pytest`), narrowed to what the milestone-3 and -4 gate
+    files say they judged; verified before anything is read from it."""
+    from qwenharness.errors import HarnessError
     from qwenharness.verify import verify_gates, verify_results
 
-    problems = verify_results(harness.results_dir) + verify_gates(harness.results_dir, EARLIER_GATES)
+    root = Path(harness.results_dir)
+    problems = verify_gates(root, EARLIER_GATES)
+    if problems:
+        pytest.fail("stored results failed verification:\n" + "\n".join(problems[:40]), pytrace=False)
+    try:
+        s = gated_snapshot(root, harness.run_id, JUDGING_GATES)
+    except HarnessError as exc:
+        pytest.fail(f"no results a gate verdict stands behind: {exc}; run the earlier milestones in this run "
+                    "first (`pytest -m 'milestone3 or milestone4'`, or plain `pytest`)", pytrace=False)
+    if not s.evaluations:
+        pytest.fail(f"no evaluation judged by {', '.join(JUDGING_GATES)} under {root.resolve()}/evaluations/"
+                    f"{harness.run_id}: run the earlier milestones first (`pytest -m 'milestone3 or milestone4'`, "
+                    "or plain `pytest`)", pytrace=False)
+    problems = verify_results(root, run_id=harness.run_id)
     if problems:
         pytest.fail("stored results failed verification:\n" + "\n".join(problems[:40]), pytrace=False)
     return s

@@ -382,9 +382,18 @@ def assert_nothing_left(guard_pid: int, snapshot: list[psutil.Process], marker: 
         if not left:
             break
         time.sleep(0.25)
-    assert not left, [(p.pid, p.name()) for p in left]
+    assert not left, [_describe(p) for p in left]
     tmp = lifetime.system_tmp()
     assert not list(tmp.glob(f"{lifetime.TMP_PREFIX}{guard_pid}-*")), "the run's temporary folder is left"
+
+
+def _describe(p: psutil.Process) -> str:
+    """A leftover in words: enough to tell which process escaped, and when it started."""
+    try:
+        return (f"{p.pid} {p.name()} ({p.status()}, parent {p.ppid()}, started {time.time() - p.create_time():.1f} s "
+                f"ago): {' '.join(p.cmdline())[:200]}")
+    except psutil.Error as exc:
+        return f"{p.pid} ({type(exc).__name__})"
 
 
 def _names(procs: list[psutil.Process]) -> list[str]:
@@ -400,6 +409,71 @@ def _names(procs: list[psutil.Process]) -> list[str]:
 def _sandbox_running(procs: list[psutil.Process]) -> bool:
     """Programs under test are running: processes below the worker (bwrap, or the fallback's python)."""
     return len(procs) >= 2
+
+
+def test_the_sandbox_probe_starts_bwrap_under_the_spawn_guard() -> None:
+    """Every bwrap start waits for lifetime.SPAWN_GUARD, which a dying worker holds to the end: the
+    probe once started its bwrap outside it, so a run killed at that moment left a bwrap behind
+    (the flake of test_kill_9_of_hf_run_with_sandbox_leaves_nothing[guard])."""
+    from qwenharness.sandbox import bwrap
+
+    path = bwrap.bwrap_path()
+    if path is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    bwrap.probe.cache_clear()
+    answer: list[str | None] = []
+    with lifetime.SPAWN_GUARD:
+        thread = threading.Thread(target=lambda: answer.append(bwrap.probe(path)))
+        thread.start()
+        time.sleep(1.0)
+        started = [p for p in descendants(os.getpid()) if p.name() == "bwrap"]
+        assert started == [] and not answer, "the probe started bwrap while the spawn guard was held"
+    thread.join(60)
+    assert answer == [None]
+
+
+def test_kill_tree_leaves_nothing_of_a_tree_that_keeps_forking() -> None:
+    """A process that starts children as fast as it can, under a parent that starts it: kill_tree
+    freezes the tree before it kills it, so no child born meanwhile is handed to init and survives."""
+    marker = uuid.uuid4().hex
+    spawner = ("import subprocess, sys, time\n"
+               "while True:\n"
+               "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n")
+    root = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, "
+                             f"'-c', {spawner!r}]); time.sleep(60)"], env={**os.environ, "QH_FAULT_MARKER": marker})
+    try:
+        deadline = time.monotonic() + 30
+        while len(descendants(root.pid)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(descendants(root.pid)) >= 5
+        lifetime.kill_tree(root.pid)
+        time.sleep(0.5)
+        left = alive([p for p in marked(marker) if p.pid != root.pid])
+        assert not left, [_describe(p) for p in left]
+    finally:
+        for p in marked(marker):  # what a failure left
+            try:
+                p.kill()
+            except psutil.Error:
+                continue
+        root.wait()
+
+
+def test_a_marked_sandbox_outside_the_tree_is_killed() -> None:
+    """`kill_marked_sandboxes` finds a process by its sandbox marker (environment or bwrap's command
+    line) after it has left this process's tree."""
+    marker = uuid.uuid4().hex
+    lifetime.register_sandbox_marker(marker)
+    code = ("import os, subprocess, sys; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '--setenv', "
+            f"'{lifetime.SANDBOX_MARKER_ENV}', '{marker}'], start_new_session=True, stdout=subprocess.DEVNULL, "
+            "stderr=subprocess.DEVNULL); print(p.pid, flush=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    orphan = psutil.Process(int(out.stdout.split()[0]))  # its parent has exited: handed to init
+    assert orphan.is_running() and orphan.pid not in {p.pid for p in descendants(os.getpid())}
+    assert lifetime.kill_marked_sandboxes() >= 1
+    psutil.wait_procs([orphan], timeout=10)
+    assert not alive([orphan])
 
 
 @pytest.mark.slow
@@ -550,7 +624,7 @@ def test_kill_9_of_a_library_user_ends_its_engine(tmp_path: Path, data_dir: Path
     while time.monotonic() < deadline and left:
         time.sleep(0.25)
         left = alive(snapshot) + alive(marked(marker))
-    assert not left, [(p.pid, p.name()) for p in left]
+    assert not left, [_describe(p) for p in left]
 
 
 # -- concurrent runs -------------------------------------------------------------------------------

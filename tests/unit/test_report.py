@@ -12,6 +12,7 @@ import pytest
 
 from qwenharness.cli import main as cli_main
 from qwenharness.errors import HarnessError
+from qwenharness.gate_evidence import GateEvidence
 from qwenharness.report import collect, markdown, plots, published, validate
 from qwenharness.report.collect import Evaluation, Metric
 from qwenharness.report.html import GateRecorder, default_html_path, render_results_fragment, render_standalone
@@ -276,9 +277,14 @@ def test_gate_recorder_counts_outcomes(tmp_path: Path) -> None:
     class Rep:
         def __init__(self, nodeid: str, when: str, outcome: str, marks: tuple[str, ...]):
             self.nodeid, self.when, self.outcome, self.keywords = nodeid, when, outcome, {m: 1 for m in marks}
+            self.user_properties: list[tuple[str, object]] = []
 
     rec = GateRecorder(tmp_path, "pytest")
-    rec.add(Rep("a", "call", "passed", ("milestone1",)))
+    rec.run_id = "pytest"
+    judged = Rep("a", "call", "passed", ("milestone1",))
+    GateEvidence(judged, "pytest").add("evaluations", "tiny", "balanced", "arc_easy")
+    judged.user_properties.append(("other", {"kind": "evaluations"}))  # not evidence: ignored
+    rec.add(judged)
     rec.add(Rep("b", "setup", "skipped", ("milestone1",)))
     for node in ("b2", "b3"):  # the same reason twice: one line with a count
         skip = Rep(node, "setup", "skipped", ("milestone1",))
@@ -294,6 +300,8 @@ def test_gate_recorder_counts_outcomes(tmp_path: Path) -> None:
     m2 = json.loads((tmp_path / "gates" / "milestone2.json").read_text())
     assert (m1["status"], m1["counts"]["skipped"]) == ("passed", 3)
     assert m1["skip_reasons"] == {"no reason given": 1, "no GPU": 2}
+    assert (m1["run_id"], m1["evidence"]) == ("pytest", {"evaluations": ["tiny/balanced/arc_easy"]})
+    assert m2["evidence"] == {}
     assert (m2["status"], m2["failures"]) == ("failed", ["c"])
     assert not (tmp_path / "gates" / "milestone3.json").exists()
 

@@ -52,7 +52,7 @@ def _aggregate(model: str, rows: list[dict], run: str) -> dict:
 
 
 def _bench(model: str, tput: float, lat: float, weight: int) -> dict:
-    return {"model": model, "preset": "balanced", "backend": "vllm", "run_id": "b1", "updated": "2026-01-01T00:00:00",
+    return {"model": model, "preset": "balanced", "backend": "vllm", "run_id": "pytest", "updated": "2026-01-01T00:00:00",
             "environment": {"gpu": None},
             "throughput": {"random": {"requests_per_s": tput / 100, "output_tokens_per_s": tput,
                                       "total_tokens_per_s": 2 * tput}},
@@ -82,16 +82,19 @@ def make_results(root: Path, run: str = "pytest") -> Path:
     for name in ("latest_summary.json", "comprehensive_summary.json"):
         (root / name).write_text(json.dumps(build_summary(aggs, run_id=run if name.startswith("latest") else None)))
     for model, tput, lat, weight in (("tiny", 1000.0, 0.10, 1_000_000), ("tiny-2x", 600.0, 0.18, 1_500_000)):
-        path = root / "benchmarks" / "b1" / model / "balanced" / "vllm.json"
+        path = root / "benchmarks" / run / model / "balanced" / "vllm.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(_bench(model, tput, lat, weight)))
     (root / "benchmarks" / "latest.json").write_text(json.dumps({"entries": {
-        f"{m}/balanced/vllm": {"run_id": "b1", "path": f"b1/{m}/balanced/vllm.json"} for m in MODELS}}))
+        f"{m}/balanced/vllm": {"run_id": run, "path": f"{run}/{m}/balanced/vllm.json"} for m in MODELS}}))
     (root / "gates").mkdir()
     for m in ("milestone1", "milestone2", "milestone3"):
         (root / "gates" / f"{m}.json").write_text(json.dumps(
             {"milestone": m, "status": "passed", "counts": {"passed": 3, "failed": 0, "error": 0, "skipped": 0},
-             "failures": [], "command": f"pytest -m {m}", "session": "earlier", "finished_at": "2026-01-01T00:00:00"}))
+             "failures": [], "command": f"pytest -m {m}", "session": "earlier", "finished_at": "2026-01-01T00:00:00",
+             "run_id": run, "coverage": {"models": list(MODELS), "presets": ["balanced"], "datasets": [DATASET],
+                                         "backends": ["vllm"]},
+             "evidence": {"evaluations": [f"{x}/balanced/{DATASET}" for x in MODELS]} if m == "milestone3" else {}}))
     return root
 
 
@@ -246,6 +249,83 @@ def test_milestones_4_and_5_fail_on_each_forgery_naming_the_file(pristine: Path,
     assert out.count("stored results failed verification") >= 2, out[-4000:]
 
 
+# -- gates read their own run, and only what a verdict judged (issue 14) ----------------------------------------------
+def _stray(root: Path, run: str, model: str, value: float | None = None) -> Path:
+    """A copy of tiny's arc_easy aggregate and records under `run` as `model` (its acc forged to `value`)."""
+    src = _agg_path(root)
+    folder = root / "evaluations" / run / model / "balanced"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.loads(src.read_text())
+    data.update(model=model, run_id=run)
+    if value is not None:
+        data["metrics"]["acc"]["value"] = value
+    data["finished_at"] = "2026-06-01T00:00:00+00:00"  # newer than anything the gates judged
+    (folder / f"{DATASET}.json").write_text(json.dumps(data))
+    shutil.copy(src.with_name(f"{DATASET}.samples.jsonl"), folder / f"{DATASET}.samples.jsonl")
+    return folder / f"{DATASET}.json"
+
+
+@pytest.mark.slow
+def test_gates_ignore_other_runs_and_what_no_verdict_judged(pristine: Path, tmp_path: Path) -> None:
+    from qwenharness.report.collect import gated_snapshot
+
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    _stray(results, "20260601-000000", "tiny", value=0.99)  # a later CLI run, even a forged one
+    _stray(results, "pytest", "smollm2_135m")  # valid, in the gates' run, but milestone 3 never judged it
+    proc = run_gates(results)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    report = (results / "LARGE_SCALE_EVALUATION_FINAL_REPORT.md").read_text()
+    assert "smollm2_135m" not in report and "0.990" not in report
+    s = gated_snapshot(results, "pytest")
+    assert {(e.model, e.run_id) for e in s.evaluations} == {(m, "pytest") for m in MODELS}
+    assert s.left_out == ["evaluations/pytest/smollm2_135m/balanced/arc_easy.json (no gate verdict judged it)"]
+    matrix = json.loads((results / "comparisons" / "performance_matrix.json").read_text())
+    assert matrix["analysis"]["run_id"] == "pytest"
+    assert sorted(map(tuple, matrix["analysis"]["evaluations"])) == [(m, "balanced", DATASET) for m in MODELS]
+    gate4 = json.loads((results / "gates" / "milestone4.json").read_text())
+    assert gate4["run_id"] == "pytest"
+    assert gate4["evidence"]["evaluations"] == sorted(f"{m}/balanced/{DATASET}" for m in MODELS)
+    assert gate4["evidence"]["benchmarks"] == sorted(f"{m}/balanced/vllm" for m in MODELS)
+
+
+def _edit_gate(root: Path, m: str, **changes: object) -> None:
+    path = root / "gates" / f"{m}.json"
+    g = json.loads(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            g.pop(k, None)
+        else:
+            g[k] = v
+    path.write_text(json.dumps(g))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, says", [
+    ({"run_id": "20260101-000000"}, "judged run '20260101-000000', but this session reads run 'pytest'"),
+    ({"evidence": None}, "records no evidence (which results milestone3 judged)"),
+], ids=["another-run", "no-evidence"])
+def test_a_milestone3_verdict_that_does_not_name_this_run_fails_4_and_5(pristine: Path, tmp_path: Path,
+                                                                        change: dict, says: str) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    _edit_gate(results, "milestone3", **change)
+    proc = run_gates(results)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    assert _gate_status(results, "milestone4") == "failed" and _gate_status(results, "milestone5") == "failed"
+    assert out.count(says) >= 2 and "gates/milestone3.json" in out, out[-4000:]
+
+
+def test_gated_snapshot_names_the_missing_run(pristine: Path) -> None:
+    from qwenharness.errors import HarnessError
+    from qwenharness.report.collect import gated_snapshot
+
+    with pytest.raises(HarnessError, match=r"no run 'nightly' under .*evaluations \(runs stored: pytest\)"):
+        gated_snapshot(pristine, "nightly")
+    assert gated_snapshot(pristine, "nightly", strict=False).evaluations == []
+
+
 # -- one snapshot per report --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_no_milestone_is_shown_running_after_the_session(gated: tuple[Path, Path]) -> None:
@@ -294,12 +374,12 @@ def test_a_benchmark_rerun_after_the_analysis_is_caught_and_recomputed(gated: tu
 
     results = tmp_path / "results"
     shutil.copytree(gated[0], results)
-    bench = results / "benchmarks" / "b1" / "tiny" / "balanced" / "vllm.json"
+    bench = results / "benchmarks" / "pytest" / "tiny" / "balanced" / "vllm.json"
     data = json.loads(bench.read_text())
     data["throughput"]["random"]["output_tokens_per_s"] = 1234.5
     bench.write_text(json.dumps(data))
     stale = scaling.stale_citations(results)
-    assert stale and all("benchmarks/b1/tiny/balanced/vllm.json" in s for s in stale), stale
+    assert stale and all("benchmarks/pytest/tiny/balanced/vllm.json" in s for s in stale), stale
     assert scaling.refresh_if_stale(results) is True
     assert scaling.stale_citations(results) == []
     matrix = json.loads((results / "comparisons" / "performance_matrix.json").read_text())
