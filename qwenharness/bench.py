@@ -31,7 +31,7 @@ from typing import Any
 from .engines.base import Engine, Generation, GenerationRequest, SamplingParams
 from .errors import EngineError, HarnessError
 from .hardware import bandwidth_for, detect_gpu
-from .results import atomic_write_json
+from .results import atomic_write_json, run_id_or_new
 
 SCHEMA_VERSION = 1
 OVERHEAD_GOAL = 0.97  # bare vLLM time / harness time; printed, never asserted on time
@@ -442,7 +442,7 @@ class BenchmarkStore:
 
     def __init__(self, results_dir: str | Path = "results", run_id: str | None = None):
         self.root = Path(results_dir) / "benchmarks"
-        self.run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.run_id = run_id_or_new(run_id)
 
     def path(self, model: str, preset: str, backend: str) -> Path:
         return self.root / self.run_id / _safe(model) / preset / f"{backend}.json"

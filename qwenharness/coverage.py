@@ -25,7 +25,7 @@ from .engines.pool import EnginePool
 from .errors import HarnessError
 from .gpu import MemorySampler, host_rss_bytes, list_gpus, memory_used_bytes, visible_indices
 from .presets import ResolvedConfig
-from .results import atomic_write_json
+from .results import atomic_write_json, run_id_or_new
 
 COVERAGE_PROMPTS: tuple[str, ...] = (
     "Explain in two sentences why the sky is blue.",
@@ -346,8 +346,7 @@ class CoverageStore:
     """
 
     def __init__(self, results_dir: str | Path, run_id: str) -> None:
-        if not run_id or "/" in run_id or run_id.startswith(".") or run_id == "latest_summary":
-            raise HarnessError(f"invalid run id '{run_id}'", "use letters, digits, '-', '_' (no '/')")
+        run_id = run_id_or_new(run_id or "")  # the stores' one rule ("" is refused, like any bad name)
         self.dir = Path(results_dir) / SUBDIR
         self.run_id = run_id
         self.run_file = self.dir / f"{run_id}.json"

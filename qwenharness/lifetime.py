@@ -7,7 +7,9 @@ becomes a small *guard* that forks the *worker* doing the work, then only waits 
 * The guard is killed (``kill -9`` included): the worker holds the read end of a pipe whose only
   write end is the guard's; a thread of the worker sees it close, stops the worker's writes
   (`results.WRITE_GUARD`, so no record is half-written and no sample is recorded as an error
-  because its engine was killed), kills the worker's whole process tree and exits.
+  because its engine was killed) and new sandboxes (`SPAWN_GUARD`), kills the worker's whole
+  process tree (frozen with SIGSTOP first, so that no child born meanwhile escapes to init), then
+  any process still carrying one of its sandbox markers, and exits.
 * The worker is killed: the guard is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so the
   worker's orphans (vLLM's EngineCore, its resource tracker, ...) become the guard's children; the
   guard kills them and exits with the worker's status. (The guard reaps orphans as they end; the

@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -375,10 +376,23 @@ def resolve_run_paths(results_dir: str | Path = "results", run_id: str | None = 
                 f"--run-id {run_id} disagrees with --output-dir {out} (whose name is the run id)",
                 f"give only --output-dir, or --output-dir {out.parent / run_id}")
         return RunPaths(out.parent, out.name)
-    rid = run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
-    if not rid or "/" in rid or rid in (".", ".."):
-        raise ConfigError(f"invalid run id '{rid}'", "use a plain name such as 2025-06-01-baseline")
-    return RunPaths(Path(results_dir) / "evaluations", rid)
+    return RunPaths(Path(results_dir) / "evaluations", run_id_or_new(run_id))
+
+
+# Names the stores keep for themselves: evaluations/model_coverage/ (milestone 2), and its summary file.
+RESERVED_RUN_IDS = ("model_coverage", "latest_summary", "cache")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def run_id_or_new(run_id: str | None) -> str:
+    """The one run-id rule of every store (evaluations, benchmarks, coverage): `run_id` checked, or a
+    new one, the UTC start time (20261204-213000)."""
+    if run_id is None:
+        return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if not _RUN_ID.fullmatch(run_id) or run_id in RESERVED_RUN_IDS:
+        raise ConfigError(f"invalid run id '{run_id}'", "use letters, digits, '.', '-' and '_', starting with a letter "
+                          f"or digit, such as 2025-06-01-baseline (not {', '.join(RESERVED_RUN_IDS)})")
+    return run_id
 
 
 class ResultStore:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class ResultsSnapshot:
     partial_gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gates/partial/: subset runs
     scope: EvidenceScope | None = None  # set by `within`: only what these gate verdicts judged
     left_out: list[str] = field(default_factory=list)  # stored evaluations `within` left out, and why
+    session_runs: list[str] = field(default_factory=list)  # other runs whose evaluations this session wrote
 
     def within(self, scope: EvidenceScope | None) -> "ResultsSnapshot":
         """A snapshot of one run (collected with `run_id`) narrowed to its own benchmarks and coverage
@@ -156,8 +158,12 @@ class ResultsSnapshot:
             return f"run `{self.run_id}` only."
         left = (f"; {len(self.left_out)} other evaluation(s) stored in the run are left out, as no gate verdict "
                 "judged them" if self.left_out else "")
-        return (f"run `{self.run_id}`, only the {len(self.evaluations)} evaluation(s) judged by "
-                f"{', '.join(self.scope.sources)}{left}.")
+        judged = sum(1 for e in self.evaluations if e.run_id == self.run_id)
+        extra = len(self.evaluations) - judged
+        also = (f"; and the {extra} evaluation(s) this session wrote into run(s) "
+                f"{', '.join(f'`{r}`' for r in self.session_runs)}" if extra else "")
+        return (f"run `{self.run_id}`, only the {judged} evaluation(s) judged by "
+                f"{', '.join(self.scope.sources)}{left}{also}.")
 
     # convenience views
     @property
@@ -376,6 +382,44 @@ def gated_snapshot(results_dir: str | Path, run_id: str, milestones: tuple[str, 
         except HarnessError:
             continue
     return snapshot.within(read_scope(root, run_id, usable) if usable else None)
+
+
+def _when(stamp: Any) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def session_snapshot(results_dir: str | Path, run_id: str, started_at: str) -> ResultsSnapshot:
+    """What a pytest session's reports show: its run as the gates may read it (`gated_snapshot`,
+    not strict), plus the evaluations the session itself wrote into other runs since `started_at`
+    (tests/real's reference run); for a key the gated run holds, the gated result is the one shown."""
+    root = Path(results_dir)
+    s = gated_snapshot(root, run_id, strict=False)
+    since = _when(started_at)
+    if since is None:
+        return s
+    have = {(e.model, e.preset, e.dataset) for e in s.evaluations}
+    extra: list[Evaluation] = []
+    for run in list_runs(root):
+        if run == run_id:
+            continue
+        for e in read_evaluations(root, run, s.unreadable):
+            written = _when(e.finished_at)
+            if written is not None and written >= since and (e.model, e.preset, e.dataset) not in have:
+                extra.append(e)
+    if not extra:
+        return s
+    runs = sorted({e.run_id for e in extra})
+    manifests = dict(s.manifests)
+    for run in runs:
+        m = _read(root / EVALUATIONS / run / "manifest.json", s.unreadable)
+        if isinstance(m, dict):
+            manifests[run] = m
+    return replace(s, evaluations=sorted(s.evaluations + extra, key=lambda e: (e.model, e.preset, e.dataset, e.run_id)),
+                   manifests=manifests, session_runs=runs)
 
 
 # -- figures read from a benchmark file (None when absent) -------------------------------------------

@@ -344,7 +344,7 @@ class GatePlugin:
         if not self.recorder.outcomes:
             return  # no milestone ran: the stored reports stay as they are
         try:
-            self.snapshot = final_snapshot(self.recorder.dir.parent, self.recorder.run_id)
+            self.snapshot = final_snapshot(self.recorder.dir.parent, self.recorder.run_id, self.recorder.started_at)
             if self.snapshot.evaluations or self.snapshot.gates:
                 from .markdown import write_reports
 
@@ -354,15 +354,16 @@ class GatePlugin:
                                                       f"{type(exc).__name__}: {exc}", red=True)
 
 
-def final_snapshot(results_dir: Path, run_id: str | None) -> ResultsSnapshot:
+def final_snapshot(results_dir: Path, run_id: str | None, started_at: str) -> ResultsSnapshot:
     """The one read of the results the session's reports come from: the session's run, narrowed to
-    what its gate verdicts judged (collect.gated_snapshot), after comparisons whose cited files changed
-    since they were computed (a benchmark ran after the analysis) are recomputed."""
+    what its gate verdicts judged, and what the session wrote into other runs (collect.session_snapshot),
+    after comparisons whose cited files changed since they were computed (a benchmark ran after the
+    analysis) are recomputed."""
     from ..scaling import refresh_if_stale
-    from .collect import gated_snapshot
+    from .collect import session_snapshot
 
     refresh_if_stale(results_dir)
-    return gated_snapshot(results_dir, run_id, strict=False) if run_id else collect(results_dir)
+    return session_snapshot(results_dir, run_id, started_at) if run_id else collect(results_dir)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -96,6 +96,8 @@ BAD_EVALUATE = [
     (["--seed", "-1"], "--seed"),
     (["--judge-max-tokens", "0"], "--judge-max-tokens"),
     (["--data-dir", "/nonexistent"], "/nonexistent"),
+    (["--run-id", "model_coverage"], "invalid run id 'model_coverage'"),  # milestone 2's folder
+    (["--run-id", "../elsewhere"], "invalid run id '../elsewhere'"),
 ]
 
 

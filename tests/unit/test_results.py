@@ -427,3 +427,27 @@ def test_second_process_on_same_dataset_is_refused(tmp_path: Path) -> None:
             pass
     with store.dataset_lock("tiny", "balanced", "gsm8k"):  # released on exit
         pass
+
+
+@pytest.mark.parametrize("bad", ["", ".hidden", "a/b", "..", "with space", "model_coverage", "latest_summary"])
+def test_every_store_refuses_the_same_bad_run_ids(bad: str, tmp_path: Path) -> None:
+    from qwenharness.bench import BenchmarkStore
+    from qwenharness.coverage import CoverageStore
+    from qwenharness.errors import ConfigError
+
+    for make in (lambda: resolve_run_paths(tmp_path, bad), lambda: BenchmarkStore(tmp_path, bad),
+                 lambda: CoverageStore(tmp_path, bad)):
+        with pytest.raises(ConfigError, match="invalid run id"):
+            make()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_run_id_is_the_utc_start_time() -> None:
+    from datetime import datetime, timezone
+
+    from qwenharness.results import run_id_or_new
+
+    made = run_id_or_new(None)
+    assert abs(datetime.strptime(made, "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
+               - datetime.now(timezone.utc).timestamp()) < 5
+    assert run_id_or_new("2025-06-01.baseline_2") == "2025-06-01.baseline_2"

@@ -317,6 +317,26 @@ def test_a_milestone3_verdict_that_does_not_name_this_run_fails_4_and_5(pristine
     assert out.count(says) >= 2 and "gates/milestone3.json" in out, out[-4000:]
 
 
+def test_the_session_report_adds_what_the_session_wrote_into_other_runs(pristine: Path, tmp_path: Path) -> None:
+    """tests/real writes its reference run beside the gates' run: the session's report shows those
+    evaluations too, but not one an earlier session left in another run."""
+    from qwenharness.report.collect import session_snapshot
+
+    results = tmp_path / "results"
+    shutil.copytree(pristine, results)
+    for run, model, written in (("real-reference", "smollm2_135m", "2026-03-01T12:00:05+00:00"),  # this session
+                                ("older-run", "qwen2.5_coder_1.5b", "2026-02-01T00:00:00+00:00")):  # before it
+        path = _stray(results, run, model)
+        data = json.loads(path.read_text())
+        data["finished_at"] = written
+        path.write_text(json.dumps(data))
+    s = session_snapshot(results, "pytest", "2026-03-01T12:00:00+00:00")
+    assert sorted((e.model, e.run_id) for e in s.evaluations) == [
+        ("smollm2_135m", "real-reference"), ("tiny", "pytest"), ("tiny-2x", "pytest")]
+    assert s.session_runs == ["real-reference"]
+    assert "and the 1 evaluation(s) this session wrote into run(s) `real-reference`" in s.scope_text()
+
+
 def test_gated_snapshot_names_the_missing_run(pristine: Path) -> None:
     from qwenharness.errors import HarnessError
     from qwenharness.report.collect import gated_snapshot
