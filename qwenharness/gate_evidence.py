@@ -85,10 +85,6 @@ class EvidenceScope:
         return all(not self.coverage.get(k) or entry.get(f) in self.coverage[k]
                    for k, f in (("models", "model"), ("presets", "preset"), ("backends", "backend")))
 
-    def describe(self) -> str:
-        return (f"run '{self.run_id}': {len(self.evaluations)} evaluations and {len(self.benchmarks)} benchmarks "
-                f"judged by {', '.join(self.sources)}")
-
 
 def _read_gate(path: Path) -> dict[str, Any] | None:
     try:

@@ -8,6 +8,7 @@ file read later (paths are read in sorted order) wins.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,3 +23,13 @@ def newest_per_key(items: Iterable[T], key: Callable[[T], K], stamp: Callable[[T
         if k not in out or stamp(item) >= stamp(out[k]):
             out[k] = item
     return out
+
+
+def parse_stamp(stamp: Any) -> datetime | None:
+    """A stored ISO time (`finished_at`, a gate's `started_at`) as an aware datetime (UTC when it names
+    no zone); None when it is missing or not a time."""
+    try:
+        t = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .results_query import parse_stamp
+
 EVALUATIONS = "evaluations"
 NOT_RUNS = {"model_coverage"}
 SAMPLES_SUFFIX = ".samples.jsonl"
@@ -297,16 +299,6 @@ def verify_gates(results_dir: str | Path, milestones: Iterable[str], session: st
     return problems
 
 
-def _when(stamp: Any) -> Any:
-    from datetime import datetime, timezone
-
-    try:
-        t = datetime.fromisoformat(str(stamp))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def _judged_files(root: Path, gate: dict[str, Any]) -> list[Path]:
     """The aggregates a milestone-3 gate file judged: its evidence (gate_evidence.py) in its run; for a
     file written before evidence was recorded, every aggregate of its run (or of every run)."""
@@ -326,13 +318,13 @@ def _evaluations_after(root: Path, gate: dict[str, Any], name: str) -> list[str]
     aggregate it judged that was rewritten after it is stale evidence for that verdict (the gate must be
     run again). Aggregates it did not judge (another run, other models) are not its concern."""
     verdict_at = gate.get("finished_at")
-    verdict = _when(verdict_at)
+    verdict = parse_stamp(verdict_at)
     if verdict is None:
         return [f"{name} records no finished_at, so the evaluations it judged cannot be told from later ones"]
     later = []
     for path in sorted(_judged_files(root, gate)):
         try:
-            written = _when(json.loads(path.read_text(encoding="utf-8")).get("finished_at"))
+            written = parse_stamp(json.loads(path.read_text(encoding="utf-8")).get("finished_at"))
         except (OSError, ValueError, AttributeError):
             continue  # unreadable aggregates are verify_results' to report
         if written is not None and written > verdict:

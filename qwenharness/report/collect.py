@@ -19,14 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
 from ..gate_evidence import EvidenceScope, read_scope
-from ..results_query import newest_per_key
+from ..results_query import newest_per_key, parse_stamp
 
 EVALUATIONS = "evaluations"
 COVERAGE_DIR = "model_coverage"
@@ -384,21 +383,13 @@ def gated_snapshot(results_dir: str | Path, run_id: str, milestones: tuple[str, 
     return snapshot.within(read_scope(root, run_id, usable) if usable else None)
 
 
-def _when(stamp: Any) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(stamp))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def session_snapshot(results_dir: str | Path, run_id: str, started_at: str) -> ResultsSnapshot:
     """What a pytest session's reports show: its run as the gates may read it (`gated_snapshot`,
     not strict), plus the evaluations the session itself wrote into other runs since `started_at`
     (tests/real's reference run); for a key the gated run holds, the gated result is the one shown."""
     root = Path(results_dir)
     s = gated_snapshot(root, run_id, strict=False)
-    since = _when(started_at)
+    since = parse_stamp(started_at)
     if since is None:
         return s
     have = {(e.model, e.preset, e.dataset) for e in s.evaluations}
@@ -407,7 +398,7 @@ def session_snapshot(results_dir: str | Path, run_id: str, started_at: str) -> R
         if run == run_id:
             continue
         for e in read_evaluations(root, run, s.unreadable):
-            written = _when(e.finished_at)
+            written = parse_stamp(e.finished_at)
             if written is not None and written >= since and (e.model, e.preset, e.dataset) not in have:
                 extra.append(e)
     if not extra:
