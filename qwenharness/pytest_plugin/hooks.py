@@ -1,4 +1,4 @@
-"""GPU gating, parametrization from the options, and grouping tests by the engine they need."""
+"""GPU gating, parametrization from the options, milestone order, and grouping tests by the engine they need."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, values, scope="session" if name != "dataset_name" else "function")
 
 
+# -- milestones run in order, whatever order the paths were given in ---------------------------------
+def _milestone_rank(item: pytest.Item) -> int:
+    """Milestone N's tests run before milestone N+1's (a later gate reads the earlier ones' verdicts
+    in the same session), and the unmarked tests after them, as in pytest.ini's testpaths."""
+    from ..report.collect import MILESTONES
+
+    return next((i for i, m in enumerate(MILESTONES) if item.get_closest_marker(m) is not None), len(MILESTONES))
+
+
 # -- engines: one alive at a time, each opened once per session (issue 3) --------------------------
 def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
     return engine_key_of(getattr(getattr(item, "callspec", None), "params", {}))
@@ -40,11 +49,13 @@ def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group parametrized tests by (model, preset, backend) within each module, keeping their order
-    otherwise, so the session's EnginePool opens each engine once. Under pytest-xdist each engine key
+    otherwise, so the session's EnginePool opens each engine once; then put the milestones in order
+    (`_milestone_rank`), after any reordering plugin (trylast). Under pytest-xdist each engine key
     also becomes an xdist_group, so `--dist loadgroup` keeps an engine's tests on one worker."""
     from ..engines.pool import group_stably
 
     items[:] = group_stably(items, _engine_key, lambda it: getattr(it, "path", None))
+    items.sort(key=_milestone_rank)  # stable: the grouping above holds within each milestone
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
             key = _engine_key(item)
