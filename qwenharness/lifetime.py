@@ -29,6 +29,10 @@ SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the worker, once. The engine processes
 share the worker's group and hear nothing until the worker shuts them down. Linux only; elsewhere, or
 with ``QWENHARNESS_SUPERVISE=0``, the command
 runs unsupervised in the calling process.
+
+One module: the guard, the worker's watch, the spawn guard, the reaper and the temporary-folder
+sweep are one protocol (which process kills which, when which one dies); apart, each half would have
+to restate the other's invariants.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
-from ..gate_evidence import EvidenceScope, read_scope
-from ..results_query import newest_per_key, parse_stamp
+from ..gate_evidence import EvidenceScope
+from ..results_query import newest_per_key
 
 EVALUATIONS = "evaluations"
 COVERAGE_DIR = "model_coverage"
@@ -123,31 +123,9 @@ class ResultsSnapshot:
     gates: dict[str, dict[str, Any]]
     unreadable: list[str] = field(default_factory=list)
     partial_gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gates/partial/: subset runs
-    scope: EvidenceScope | None = None  # set by `within`: only what these gate verdicts judged
-    left_out: list[str] = field(default_factory=list)  # stored evaluations `within` left out, and why
+    scope: EvidenceScope | None = None  # set by scoped.narrow: only what these gate verdicts judged
+    left_out: list[str] = field(default_factory=list)  # stored evaluations scoped.narrow left out, and why
     session_runs: list[str] = field(default_factory=list)  # other runs whose evaluations this session wrote
-
-    def within(self, scope: EvidenceScope | None) -> "ResultsSnapshot":
-        """A snapshot of one run (collected with `run_id`) narrowed to its own benchmarks and coverage
-        entries and, with `scope`, to the evaluations its gate verdicts judged and the coverage entries
-        of milestone 2's selection; `left_out` names the evaluations dropped."""
-        run_id = self.run_id
-        if run_id is None:
-            raise ValueError("within() needs a snapshot of one run: collect(results_dir, run_id)")
-
-        def bench_run(b: dict[str, Any]) -> str | None:
-            parts = Path(str(b.get("_path", ""))).parts
-            return parts[-4] if len(parts) >= 4 else None
-
-        def judged(e: Evaluation) -> bool:
-            return scope is None or scope.admits_evaluation(e.model, e.preset, e.dataset)
-
-        return replace(self, evaluations=[e for e in self.evaluations if judged(e)], scope=scope,
-                       left_out=[f"{self.rel(e.path)} (no gate verdict judged it)" for e in self.evaluations
-                                 if not judged(e)],
-                       benchmarks=[b for b in self.benchmarks if bench_run(b) == run_id],
-                       coverage=[c for c in self.coverage if c.get("run_id") in (None, run_id)
-                                 and (scope is None or scope.admits_coverage(c))])
 
     def scope_text(self) -> str:
         """Which stored results this snapshot holds, in one sentence (without markup)."""
@@ -195,7 +173,7 @@ def _int(x: Any) -> int | None:
     return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
 
 
-def _read(path: Path, unreadable: list[str]) -> Any | None:
+def read_json(path: Path, unreadable: list[str]) -> Any | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -267,7 +245,7 @@ def read_evaluations(results_dir: str | Path, run_id: str | None, unreadable: li
         for path in sorted((base / run).glob("*/*/*.json")):
             if path.name.startswith(".") or path.parent.parent.name == "cache":
                 continue
-            data = _read(path, unreadable)
+            data = read_json(path, unreadable)
             if not isinstance(data, dict):
                 continue
             ev = _evaluation(data, path, run)
@@ -281,14 +259,14 @@ def read_coverage(results_dir: str | Path, unreadable: list[str]) -> list[dict[s
     """Milestone-2 entries: the coverage latest_summary's configs, else every run file's entries
     (newest per configuration key)."""
     folder = Path(results_dir) / EVALUATIONS / COVERAGE_DIR
-    summary = _read(folder / "latest_summary.json", unreadable)
+    summary = read_json(folder / "latest_summary.json", unreadable)
     if isinstance(summary, dict) and isinstance(summary.get("configs"), dict):
         return [dict(v, key=k) for k, v in sorted(summary["configs"].items()) if isinstance(v, dict)]
     found: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if path.name == "latest_summary.json":
             continue
-        data = _read(path, unreadable)
+        data = read_json(path, unreadable)
         found += [e for e in ((data or {}).get("entries", []) if isinstance(data, dict) else [])
                   if isinstance(e, dict) and e.get("key")]
     entries = newest_per_key(found, lambda e: e["key"], lambda e: e.get("timestamp") or 0)
@@ -300,7 +278,7 @@ def read_benchmarks(results_dir: str | Path, unreadable: list[str]) -> list[dict
     base = Path(results_dir) / "benchmarks"
     found: list[dict[str, Any]] = []
     for path in sorted(base.glob("*/*/*/*.json")) if base.is_dir() else []:
-        data = _read(path, unreadable)
+        data = read_json(path, unreadable)
         if isinstance(data, dict) and "model" in data:
             found.append({**data, "_path": str(path)})
     newest = newest_per_key(
@@ -315,7 +293,7 @@ def read_gates(results_dir: str | Path, unreadable: list[str], sub: str | None =
     folder = Path(results_dir) / GATES_DIR / (sub or "")
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = _read(path, unreadable)
+        data = read_json(path, unreadable)
         if isinstance(data, dict):
             out[path.stem] = data
     return out
@@ -334,19 +312,19 @@ def collect(results_dir: str | Path = "results", run_id: str | None = None) -> R
     evaluations = read_evaluations(root, run_id, unreadable)
     manifests: dict[str, dict[str, Any]] = {}
     for run in sorted({e.run_id for e in evaluations} | ({run_id} if run_id else set())):
-        m = _read(root / EVALUATIONS / run / "manifest.json", unreadable)
+        m = read_json(root / EVALUATIONS / run / "manifest.json", unreadable)
         if isinstance(m, dict):
             manifests[run] = m
     comparisons = []
     comp_dir = root / "comparisons"
     for path in sorted(comp_dir.glob("*_comparison.json")) if comp_dir.is_dir() else []:
-        data = _read(path, unreadable)
+        data = read_json(path, unreadable)
         if isinstance(data, dict):
             comparisons.append({**data, "_path": str(path)})
-    matrix = _read(comp_dir / "performance_matrix.json", unreadable)
-    insights = _read(comp_dir / "scaling_insights.json", unreadable)
-    latest = _read(root / "latest_summary.json", unreadable)
-    comprehensive = _read(root / "comprehensive_summary.json", unreadable)
+    matrix = read_json(comp_dir / "performance_matrix.json", unreadable)
+    insights = read_json(comp_dir / "scaling_insights.json", unreadable)
+    latest = read_json(root / "latest_summary.json", unreadable)
+    comprehensive = read_json(root / "comprehensive_summary.json", unreadable)
     return ResultsSnapshot(
         results_dir=root, run_id=run_id, runs=runs, evaluations=evaluations, manifests=manifests,
         latest_summary=latest if isinstance(latest, dict) else None,
@@ -356,61 +334,6 @@ def collect(results_dir: str | Path = "results", run_id: str | None = None) -> R
         insights=insights if isinstance(insights, dict) else None, gates=read_gates(root, unreadable),
         unreadable=unreadable, partial_gates=read_gates(root, unreadable, PARTIAL_GATES_DIR),
     )
-
-
-def gated_snapshot(results_dir: str | Path, run_id: str, milestones: tuple[str, ...] = ("milestone3", "milestone4"),
-                   strict: bool = True) -> ResultsSnapshot:
-    """What a gate or a session's report may read (gate_evidence.py): run `run_id`, narrowed to what
-    `milestones`' gate files judged. `strict` (milestone 5): a missing run, or a gate file that is missing,
-    judged another run or records no evidence, raises HarnessError naming the gate to run. Otherwise (the
-    reports at session end) the gate files that do record evidence for the run are used, and where none
-    does, the whole run is shown; with no such run, no evaluation is."""
-    root = Path(results_dir)
-    if run_id not in list_runs(root):
-        if strict:
-            collect(root, run_id)  # raises, naming the runs stored
-        return replace(collect(root), run_id=run_id, evaluations=[], manifests={}).within(None)
-    snapshot = collect(root, run_id)
-    if strict:
-        return snapshot.within(read_scope(root, run_id, milestones))
-    usable = []
-    for m in milestones:
-        try:
-            read_scope(root, run_id, [m], coverage_from=None)
-            usable.append(m)
-        except HarnessError:
-            continue
-    return snapshot.within(read_scope(root, run_id, usable) if usable else None)
-
-
-def session_snapshot(results_dir: str | Path, run_id: str, started_at: str) -> ResultsSnapshot:
-    """What a pytest session's reports show: its run as the gates may read it (`gated_snapshot`,
-    not strict), plus the evaluations the session itself wrote into other runs since `started_at`
-    (tests/real's reference run); for a key the gated run holds, the gated result is the one shown."""
-    root = Path(results_dir)
-    s = gated_snapshot(root, run_id, strict=False)
-    since = parse_stamp(started_at)
-    if since is None:
-        return s
-    have = {(e.model, e.preset, e.dataset) for e in s.evaluations}
-    extra: list[Evaluation] = []
-    for run in list_runs(root):
-        if run == run_id:
-            continue
-        for e in read_evaluations(root, run, s.unreadable):
-            written = parse_stamp(e.finished_at)
-            if written is not None and written >= since and (e.model, e.preset, e.dataset) not in have:
-                extra.append(e)
-    if not extra:
-        return s
-    runs = sorted({e.run_id for e in extra})
-    manifests = dict(s.manifests)
-    for run in runs:
-        m = _read(root / EVALUATIONS / run / "manifest.json", s.unreadable)
-        if isinstance(m, dict):
-            manifests[run] = m
-    return replace(s, evaluations=sorted(s.evaluations + extra, key=lambda e: (e.model, e.preset, e.dataset, e.run_id)),
-                   manifests=manifests, session_runs=runs)
 
 
 # -- figures read from a benchmark file (None when absent) -------------------------------------------

@@ -360,7 +360,7 @@ def final_snapshot(results_dir: Path, run_id: str | None, started_at: str) -> Re
     after comparisons whose cited files changed since they were computed (a benchmark ran after the
     analysis) are recomputed."""
     from ..scaling import refresh_if_stale
-    from .collect import session_snapshot
+    from .scoped import session_snapshot
 
     refresh_if_stale(results_dir)
     return session_snapshot(results_dir, run_id, started_at) if run_id else collect(results_dir)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from qwenharness.report import published, validate
-from qwenharness.report.collect import ResultsSnapshot, gated_snapshot
+from qwenharness.report.collect import ResultsSnapshot
+from qwenharness.report.scoped import gated_snapshot
 from qwenharness.report.html import render_results_fragment
 from qwenharness.report.markdown import FINAL_REPORT, SECTIONS, TRACKER, section_text, write_reports
 from qwenharness.testing import HarnessOptions

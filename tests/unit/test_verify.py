@@ -267,7 +267,7 @@ def _stray(root: Path, run: str, model: str, value: float | None = None) -> Path
 
 @pytest.mark.slow
 def test_gates_ignore_other_runs_and_what_no_verdict_judged(pristine: Path, tmp_path: Path) -> None:
-    from qwenharness.report.collect import gated_snapshot
+    from qwenharness.report.scoped import gated_snapshot
 
     results = tmp_path / "results"
     shutil.copytree(pristine, results)
@@ -320,7 +320,7 @@ def test_a_milestone3_verdict_that_does_not_name_this_run_fails_4_and_5(pristine
 def test_the_session_report_adds_what_the_session_wrote_into_other_runs(pristine: Path, tmp_path: Path) -> None:
     """tests/real writes its reference run beside the gates' run: the session's report shows those
     evaluations too, but not one an earlier session left in another run."""
-    from qwenharness.report.collect import session_snapshot
+    from qwenharness.report.scoped import session_snapshot
 
     results = tmp_path / "results"
     shutil.copytree(pristine, results)
@@ -339,7 +339,7 @@ def test_the_session_report_adds_what_the_session_wrote_into_other_runs(pristine
 
 def test_gated_snapshot_names_the_missing_run(pristine: Path) -> None:
     from qwenharness.errors import HarnessError
-    from qwenharness.report.collect import gated_snapshot
+    from qwenharness.report.scoped import gated_snapshot
 
     with pytest.raises(HarnessError, match=r"no run 'nightly' under .*evaluations \(runs stored: pytest\)"):
         gated_snapshot(pristine, "nightly")
