@@ -5,9 +5,9 @@ pytest parses the command line, from any directory; pytest.ini also names it (`-
 qwenharness.pytest_plugin`) for checkouts that are on PYTHONPATH but not installed. Modules:
 options (pytest_addoption, from the shared table in qwenharness/options.py), session
 (pytest_configure: GPU pinning, markers, the session's HarnessOptions), hooks (GPU gating,
-parametrization, engine grouping), fixtures (`harness`, `engine_pool`, `gate_evidence`) and rootdir (an option's value
-is never taken for a test path when pytest picks its rootdir). Tests stay thin: everything they need
-comes from the `qwenharness` library.
+parametrization, milestone order, engine grouping), fixtures (`harness`, `engine_pool`,
+`gate_evidence`) and rootdir (an option's value is never taken for a test path when pytest picks its
+rootdir). Tests stay thin: everything they need comes from the `qwenharness` library.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GPU gating, parametrization from the options, milestone order, and grouping tests by the engine they need."""
+"""GPU gating, parametrization from the options, milestone order, and grouping tests by engine."""
 
 from __future__ import annotations
 
