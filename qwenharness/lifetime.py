@@ -26,7 +26,8 @@ once its parent is gone, kill -9 included.
 Signals: the worker runs in a process group of its own, so a terminal's Ctrl-C (sent to the
 foreground group) reaches the guard alone, as do signals sent to the guard's group; the guard passes
 SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the worker, once. The engine processes the worker starts
-share the worker's group and hear nothing until the worker shuts them down. Linux only; elsewhere, or
+share the worker's group and hear nothing until the worker shuts them down. A Ctrl-C during an
+engine library's import is held until the import ends (`interrupts_deferred`). Linux only; elsewhere, or
 with ``QWENHARNESS_SUPERVISE=0``, the command
 runs unsupervised in the calling process.
 
@@ -48,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SUPERVISE_ENV = "QWENHARNESS_SUPERVISE"
@@ -294,6 +295,30 @@ def run_supervised(work: Callable[[], int]) -> int:
 
 
 _last_interrupt = [float("-inf")]
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> "Iterator[None]":
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it as usual. For imports of torch,
+    transformers and vLLM: a KeyboardInterrupt raised while a C++ extension is calling back into
+    Python (triton's enums through nanobind) cannot unwind through it, and the process aborts with
+    status 134 and a core instead of stopping with 130. Only in the main thread, and only where
+    SIGINT has Python's handler or the worker's: anyone else's handler is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler and previous is not _interrupt_once:
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        previous(signal.SIGINT, None)  # raises KeyboardInterrupt, once
 
 
 def _interrupt_once(signum: int, frame: object) -> None:

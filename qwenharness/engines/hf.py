@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .. import lifetime
 from ..errors import EngineError
 from ..presets import ResolvedConfig
 from .base import IN_PROCESS, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult, SamplingParams
@@ -34,9 +35,10 @@ class HFEngine:
 
     def __init__(self, config: ResolvedConfig, model_dir: str | Path):
         try:
-            import torch
-            import transformers
-            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+            with lifetime.interrupts_deferred():  # a Ctrl-C mid-import would abort the process
+                import torch
+                import transformers
+                from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:
             raise EngineError(f"the transformers engine needs torch and transformers ({e})",
                               "pip install torch transformers (see README)") from e

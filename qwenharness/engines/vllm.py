@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import lifetime
 from ..errors import EngineDiedError, EngineError
 from ..hardware import GiB
 from ..presets import CPU_KV_CACHE_BYTES, ResolvedConfig
@@ -67,7 +68,8 @@ CACHE_SCORES_WRONG_ON_GPU = frozenset({"0.26.0"})
 def import_vllm() -> Any:
     """Import vllm, or fail with how to install it."""
     try:
-        import vllm
+        with lifetime.interrupts_deferred():  # a Ctrl-C mid-import would abort the process
+            import vllm
     except ImportError as e:
         raise EngineError(f"vLLM is not installed or does not import ({e})", INSTALL_HINT) from e
     _drop_stored_import_traceback()

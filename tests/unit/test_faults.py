@@ -434,6 +434,24 @@ def test_the_sandbox_probe_starts_bwrap_under_the_spawn_guard() -> None:
     assert answer == [None]
 
 
+def test_a_ctrl_c_during_an_engine_import_is_held_until_the_import_ends() -> None:
+    """The ctrl-c case of test_signals_reach_the_worker_once once ended with status 134: the
+    KeyboardInterrupt was raised inside triton's import, in a nanobind callback, which cannot unwind
+    it. Engine imports now run under lifetime.interrupts_deferred."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may ignore it)
+    reached = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with lifetime.interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # a KeyboardInterrupt raised here would skip the next line
+                reached = True
+        assert reached
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_kill_tree_leaves_nothing_of_a_tree_that_keeps_forking() -> None:
     """A process that starts children as fast as it can, under a parent that starts it: kill_tree
     freezes the tree before it kills it, so no child born meanwhile is handed to init and survives."""
