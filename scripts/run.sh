@@ -18,8 +18,10 @@ bash scripts/setup.sh
 # (docs/benchmarks.md, 2026-12-04). On an AVX2-only CPU the model runs in float32 and decodes about
 # 1.5 tokens/s per sequence, so one long MATH-500 answer alone takes many minutes: there the main job
 # takes far longer. The 200-document and full-size figures come from
-# `QWENHARNESS_REAL_REFERENCE=1 pytest tests/real` (run id real-reference), which the reports
-# include when present.
+# `QWENHARNESS_REAL_REFERENCE=1 pytest tests/real` (run id real-reference), whose session reports
+# include them; `qwenharness report --run-id real-reference` shows them on their own. The session
+# writes the final report and tracker itself, from what its gates judged (gate_evidence.py), so an
+# earlier session's results left under results/ do not appear in them.
 MODELS=${QWENHARNESS_MAIN_MODELS:-qwen2.5_coder_1.5b,smollm2_135m}
 LIMITS=${QWENHARNESS_MAIN_LIMITS:-arc_easy=30,piqa=30,hellaswag=20,arc_challenge=15,boolq=10,winogrande=20,truthfulqa_mc=10,mmlu=5,humaneval=5,mbpp=4,gsm8k=4,math500=1,ifeval=3,mt_bench=1}
 .venv/bin/python -m qwenharness fetch-model ${MODELS//,/ }
@@ -29,7 +31,6 @@ status=0
 .venv/bin/python -m pytest -m "milestone1 or milestone2 or milestone3 or milestone4 or milestone5" \
   --models "$MODELS" --presets balanced --backend vllm --sample-limit "$LIMITS" --judge-max-tokens 512 \
   --html=reports/milestones.html --self-contained-html "$@" || status=$?
-.venv/bin/python -m qwenharness report --tracker || status=$?
 # every number of the final report, tracker and HTML report re-derived from the file it cites
 .venv/bin/python -m qwenharness report --check-numbers --html reports/milestones.html || status=$?
 if command -v chromium >/dev/null 2>&1; then
