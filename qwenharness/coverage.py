@@ -25,7 +25,7 @@ from .engines.pool import EnginePool
 from .errors import HarnessError
 from .gpu import MemorySampler, host_rss_bytes, list_gpus, memory_used_bytes, visible_indices
 from .presets import ResolvedConfig
-from .results import atomic_write_json, run_id_or_new
+from .results import atomic_write_json, file_lock, run_id_or_new
 
 COVERAGE_PROMPTS: tuple[str, ...] = (
     "Explain in two sentences why the sky is blue.",
@@ -355,9 +355,7 @@ class CoverageStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        from .results import file_lock  # the result store's one locking rule
-
-        with file_lock(self.dir / ".lock"):
+        with file_lock(self.dir / ".lock"):  # the result store's one locking rule
             yield
 
     def record(self, result: CoverageResult) -> None:

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 SUPERVISE_ENV = "QWENHARNESS_SUPERVISE"
@@ -146,6 +146,26 @@ def register_sandbox_marker(marker: str) -> None:
     _sandbox_markers.add(marker)
 
 
+def marked_processes(markers: Collection[str], *, command_line: bool) -> list:
+    """Live (not zombie) processes on the machine whose environment carries one of these sandbox
+    markers, or, with `command_line`, whose argv sets it (bwrap itself runs with an empty environment
+    and passes the marker on with --setenv)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["environ", "cmdline", "status"]):
+        try:
+            if proc.info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
+            argv = (proc.info.get("cmdline") or []) if command_line else []
+            if (proc.info.get("environ") or {}).get(SANDBOX_MARKER_ENV) in markers or any(
+                    a == SANDBOX_MARKER_ENV and b in markers for a, b in zip(argv, argv[1:])):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def kill_marked_sandboxes() -> int:
     """SIGKILL every process that carries one of this process's sandbox markers, wherever it now is
     in the process tree: the last net for one that left the tree before `kill_tree` saw it (handed to
@@ -154,16 +174,7 @@ def kill_marked_sandboxes() -> int:
 
     if not _sandbox_markers:
         return 0
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            argv = proc.info["cmdline"] or []
-            pairs = zip(argv, argv[1:])
-            if any(a == SANDBOX_MARKER_ENV and b in _sandbox_markers for a, b in pairs) or (
-                    proc.environ().get(SANDBOX_MARKER_ENV) in _sandbox_markers):
-                found.append(proc)
-        except psutil.Error:
-            continue
+    found = marked_processes(_sandbox_markers, command_line=True)
     for proc in found:
         with contextlib.suppress(psutil.Error):
             proc.kill()

@@ -26,6 +26,7 @@ from .commands.common import (
 )
 from .presets import DEFAULT_PRESET
 
+
 def _backends() -> list[str]:
     """The backends of the registry (built in, registered, installed), read when a value is checked."""
     from .registry import ENGINES

@@ -176,7 +176,10 @@ def load_evaluations(results_dir: str | Path, models: Sequence[str] | None = Non
     `only`, just those keys (the evaluations a gate verdict judged: gate_evidence.py)."""
     found = _newest_per_key(results_dir, "evaluations", models, run_id,
                             lambda d: isinstance(d.get("metrics"), dict) and bool(d["metrics"]), "dataset")
-    return found if only is None else {k: v for k, v in found.items() if k in set(only)}
+    if only is None:
+        return found
+    wanted = set(only)
+    return {k: v for k, v in found.items() if k in wanted}
 
 
 # -- naming ---------------------------------------------------------------------------------------------

@@ -136,17 +136,9 @@ def _check_names(models: list[str], presets: list[str], datasets: list[str]) -> 
 def sandbox_processes(instance_id: str) -> list[Any]:
     """Every live (not zombie) process on the machine that carries a sandbox's marker environment
     variable: what the sandbox tests expect to be empty once a sample is over."""
-    import psutil
+    from .lifetime import marked_processes
 
-    found = []
-    for p in psutil.process_iter(["environ", "status"]):
-        try:
-            env = p.info.get("environ") or {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if env.get("QWENHARNESS_SANDBOX") == instance_id and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
+    return marked_processes({instance_id}, command_line=False)
 
 
 def _engine_and_servers(config: Any, backends: list[str]) -> tuple[EngineSettings, ServerEndpoint | None,

@@ -1,6 +1,7 @@
 """pytest plugin: the HTML report's results section and the milestone gate records.
 
-Registered by the suite's plugin, qwenharness.pytest_plugin (`pytest_plugins`). Works with and without pytest-html:
+Registered by the suite's plugin, qwenharness.pytest_plugin (`pytest_plugins`). Works with and
+without pytest-html:
 
 - gate records (always): every test carrying a `milestoneN` marker adds its outcome to
   `<results>/gates/milestoneN.json` as the session goes (status "running"; milestones 4-5 accept that
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from ..gate_evidence import evidence_of
 from .collect import MILESTONES, ResultsSnapshot, collect
 from .tables import (EMPTY, Table, benchmark_table, comparison_tables, coverage_table, gates_table, matrix_table,
                      metric_table, published_table)
@@ -163,8 +165,6 @@ class GateRecorder:
         result = self.outcome(report)
         if result is None:
             return
-        from ..gate_evidence import evidence_of
-
         judged = evidence_of(report.user_properties)
         for m in (k for k in MILESTONES if k in report.keywords):
             for e in judged:
@@ -356,7 +356,7 @@ class GatePlugin:
 
 def final_snapshot(results_dir: Path, run_id: str | None, started_at: str) -> ResultsSnapshot:
     """The one read of the results the session's reports come from: the session's run, narrowed to
-    what its gate verdicts judged, and what the session wrote into other runs (collect.session_snapshot),
+    what its gate verdicts judged, and what the session wrote into other runs (scoped.session_snapshot),
     after comparisons whose cited files changed since they were computed (a benchmark ran after the
     analysis) are recomputed."""
     from ..scaling import refresh_if_stale
