@@ -1,5 +1,6 @@
 """Engine settings from the command line and the pytest options: the named flags (--max-model-len,
---tensor-parallel-size, --gpu-memory-utilization, --max-num-seqs, --dtype, --kv-cache-dtype) and the
+--tensor-parallel-size, --gpu-memory-utilization, --max-num-seqs, --dtype, --kv-cache-dtype,
+--compilation) and the
 passthrough `--engine-args key=value,...`, whose keys are checked against vLLM's own EngineArgs.
 
 `EngineSettings.overrides()` is what `get_model_config` / `EnginePool(overrides=...)` take, so the
@@ -120,6 +121,7 @@ class EngineSettings:
     max_num_seqs: int | None = None
     dtype: str | None = None
     kv_cache_dtype: str | None = None
+    compilation: str | None = None  # presets.COMPILATION_MODES; None: the job's default
     engine_args: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, Any]:
@@ -132,7 +134,7 @@ class EngineSettings:
     def given(self) -> list[str]:
         """The flags given, for "does not apply to the server" errors."""
         flags = [NAMED_FLAGS[k] for k, v in dataclasses.asdict(self).items() if k in NAMED_FLAGS and v is not None]
-        return flags + (["--engine-args"] if self.engine_args else [])
+        return flags + (["--compilation"] if self.compilation else []) + (["--engine-args"] if self.engine_args else [])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,3 +152,6 @@ def check_for_backend(settings: EngineSettings, backend: str) -> None:
                           "give them to the server instead (vllm serve --max-model-len ...; see docs/scale-out.md)")
     if backend == "hf" and settings.engine_args:
         raise ConfigError("--engine-args are vLLM's and backend hf takes none", "drop --engine-args or use --backend vllm")
+    if backend == "hf" and settings.compilation:
+        raise ConfigError("--compilation sets how vLLM starts, and backend hf has no such step",
+                          "drop --compilation or use --backend vllm")

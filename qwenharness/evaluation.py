@@ -86,6 +86,9 @@ class EvalSettings:
     # backend "openai": the servers (engines.openai.ServerEndpoint.to_dict()) of the model and the judge
     server: dict[str, Any] | None = None
     judge_server: dict[str, Any] | None = None
+    # the datasets of the whole job when this runner does part of it (a pytest gate runs one dataset
+    # per test): the default compilation mode is chosen over them, so one engine serves the job
+    job_datasets: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -154,6 +157,26 @@ def resolve_config(pool: EngineSource, model: str, preset: str, backend: str = "
     if backend == "openai":
         return pool.resolve(model, preset, backend)
     return pool.resolve(model, preset, **(overrides or {}))
+
+
+def evaluation_compilation(datasets: list[str], task_factory: Callable[[str], Task] | None = None) -> str:
+    """How an evaluation starts vLLM unless --compilation says: "graphs" (CUDA graphs, no torch.compile)
+    when a dataset generates text, "eager" when every one is scored by log-likelihoods.
+
+    torch.compile cost 20-47 s of each engine start on the H200 and CUDA-graph capture 2-8 s
+    (docs/benchmarks.md, 2026-12-01); an evaluation pays them once per model, where a benchmark
+    amortises them. Decoding needs the graphs (eager steps measured 3-4x slower), log-likelihoods
+    decode nothing."""
+    from .tasks import get_task
+
+    factory = task_factory or get_task
+
+    def generates(name: str) -> bool:
+        try:
+            return factory(name).output_type != "loglikelihood"
+        except HarnessError:  # the dataset fails on its own later; graphs suit any task
+            return True
+    return "graphs" if any(generates(d) for d in datasets) else "eager"
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -252,6 +275,9 @@ class Evaluator:
         from .engine_args import EngineSettings
 
         self._overrides = EngineSettings.from_dict(settings.engine).overrides()  # in-process engines only
+        if settings.backend == "vllm" and "compilation" not in self._overrides:
+            self._overrides["compilation"] = evaluation_compilation(settings.job_datasets or settings.datasets,
+                                                                    task_factory)
 
     # manifest
     def _start_manifest(self) -> None:

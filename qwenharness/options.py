@@ -24,7 +24,7 @@ from .commands.common import (
     split_names,
     unit_float,
 )
-from .presets import DEFAULT_PRESET
+from .presets import COMPILATION_MODES, DEFAULT_PRESET
 
 
 def _backends() -> list[str]:
@@ -160,6 +160,10 @@ ENGINE_OPTIONS = (
     OptionSpec("--dtype", "weights and activations (default: the model's; float32 for a bf16 model on a CPU "
                "without a fast bf16 path)", choices=("bfloat16", "float16", "float32")),
     OptionSpec("--kv-cache-dtype", "KV cache dtype", choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2")),
+    OptionSpec("--compilation", "how vLLM prepares the model at start: full (torch.compile and CUDA graphs), graphs "
+               "(CUDA graphs of decode steps, no compilation: a shorter start) or eager (neither). Default: "
+               "graphs for an evaluation that generates text, eager for one of log-likelihoods only, full for "
+               "benchmarks and milestone 2; always eager on a CPU", choices=COMPILATION_MODES),
     OptionSpec("--engine-args", "further vllm.LLM arguments, checked against vLLM's EngineArgs (e.g. "
                "enforce_eager=true)", metavar="K=V,..."),
 )

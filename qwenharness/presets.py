@@ -63,6 +63,13 @@ CPU_KV_CACHE_BYTES = 1 * GiB  # vLLM-CPU's KV space (VLLM_CPU_KVCACHE_SPACE, in 
 # tolerance (gates.toml, cpu_rss_tolerance_bytes) covers the spread.
 CPU_RUNTIME_BYTES = 2 * GiB
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")  # the memory plan knows these sizes
+# How vLLM prepares the model at start (ResolvedConfig.compilation):
+#   full    torch.compile (Dynamo + Inductor) and CUDA graphs: vLLM's default, the fastest steps
+#   graphs  CUDA graphs of decode steps, no torch.compile: the start skips compilation
+#   eager   neither (vLLM's enforce_eager); the only mode of a CPU
+# The H200 measured 20-47 s of compilation per engine start (docs/benchmarks.md, 2026-12-01), and
+# eager decoding 3-4x slower per step than with graphs (H100, 2026-11-27).
+COMPILATION_MODES = ("full", "graphs", "eager")
 
 
 def get_available_presets() -> list[str]:
@@ -107,7 +114,7 @@ class ResolvedConfig:
     gpu_memory_utilization: float
     max_num_seqs: int
     max_num_batched_tokens: int
-    enforce_eager: bool
+    compilation: str  # one of COMPILATION_MODES
     kv_cache_dtype: str
     tensor_parallel_size: int
     seed: int
@@ -126,8 +133,14 @@ class ResolvedConfig:
             key += "|" + ",".join(f"{k}={v!r}" for k, v in self.engine_args)
         return key
 
+    @property
+    def enforce_eager(self) -> bool:
+        """vLLM's enforce_eager: neither torch.compile nor CUDA graphs."""
+        return self.compilation == "eager"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["enforce_eager"] = self.enforce_eager
         d["model"] = self.model.to_dict()
         d["gpu"] = self.gpu.to_dict() if self.gpu else None
         d["engine_args"] = dict(self.engine_args)
@@ -152,6 +165,7 @@ def get_model_config(
     kv_cache_dtype: str | None = None,
     engine_args: dict[str, Any] | None = None,
     plan_memory: bool = True,
+    compilation: str | None = None,
 ) -> ResolvedConfig:
     """Resolve and validate one model x preset for a GPU (given, or detected when "auto"; None = CPU).
 
@@ -159,6 +173,8 @@ def get_model_config(
     --gpu-memory-utilization, --max-num-seqs, --dtype, --kv-cache-dtype) replace the preset's and go
     into the memory plan; `engine_args` are further vllm.LLM arguments (checked by
     qwenharness.engine_args). `plan_memory=False`: the model runs on a server, whose memory is not ours.
+    `compilation` (COMPILATION_MODES; None: "full" where the preset keeps CUDA graphs, else "eager"):
+    on a CPU every mode resolves to "eager", since vLLM-CPU has neither CUDA graphs nor their compilation.
     """
     spec = model if isinstance(model, ModelSpec) else get_model_spec(model)
     p = get_preset(preset)
@@ -182,6 +198,12 @@ def get_model_config(
                                         ("max_num_seqs", max_num_seqs), ("kv_cache_dtype", kv_cache_dtype))
                       if v is not None})
 
+    if compilation is not None and compilation not in COMPILATION_MODES:
+        from .console import did_you_mean
+
+        raise ConfigError(f"unknown compilation mode '{compilation}'",
+                          did_you_mean(compilation, COMPILATION_MODES,
+                                       f"use --compilation {', '.join(COMPILATION_MODES[:-1])} or {COMPILATION_MODES[-1]}"))
     if max_model_len is not None and max_model_len > spec.context_length:
         raise ConfigError(
             f"max_model_len {max_model_len} exceeds {spec.name}'s context length {spec.context_length}",
@@ -214,7 +236,7 @@ def get_model_config(
         gpu_memory_utilization=p.gpu_memory_utilization if on_gpu or gpu_memory_utilization else 0.5,
         max_num_seqs=p.max_num_seqs if on_gpu or max_num_seqs else min(p.max_num_seqs, 64),
         max_num_batched_tokens=max(p.max_num_batched_tokens, length),
-        enforce_eager=not p.cuda_graphs or not on_gpu,
+        compilation=(compilation or ("full" if p.cuda_graphs else "eager")) if on_gpu else "eager",
         kv_cache_dtype=kv_dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
         enable_prefix_caching=p.enable_prefix_caching, load_format=load_format, memory=memory,
         engine_args=tuple(sorted((engine_args or {}).items())),

@@ -96,6 +96,28 @@ def generation_settings(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
+def call_chunks(items: list[tuple[str, Any]], size: int, limit_chars: int | None = None) -> list[list[tuple[str, Any]]]:
+    """`items` (key, request) cut into engine calls of at most `size` requests and, where
+    `limit_chars` is given, at most that many characters of log-likelihood text (context and
+    continuation; a single longer request still gets a call of its own)."""
+    if limit_chars is None:
+        return [items[start:start + size] for start in range(0, len(items), size)]
+    chunks: list[list[tuple[str, Any]]] = []
+    current: list[tuple[str, Any]] = []
+    chars = 0
+    for item in items:
+        request = item[1]
+        n = len(request.context) + len(request.continuation)
+        if current and (len(current) >= size or chars + n > limit_chars):
+            chunks.append(current)
+            current, chars = [], 0
+        current.append(item)
+        chars += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def _error_generation(message: str) -> Generation:
     return Generation(text="", prompt_tokens=0, output_tokens=0, finish_reason="error", latency_s=0.0,
                       error=message)
@@ -230,8 +252,10 @@ class CachedRunContext:
                 raise EngineError(f"the {engine.name} engine for {side.name} cannot compute log-likelihoods "
                                   "(its server returns no prompt log-probabilities)",
                                   "serve the model with vLLM (vllm serve), or leave log-likelihood datasets out")
-            for start in range(0, len(items), size):
-                chunk = items[start:start + size]
+            limit_chars = caps.loglikelihood_call_chars if kind == "loglikelihood" else None
+            if limit_chars is not None and kind not in self.chunk_sizes:
+                size = len(items)  # the text bound sizes the calls, whatever their count
+            for chunk in call_chunks(items, size, limit_chars):
                 moved[0] = 0
                 saved: set[int] = set()
                 sink = self._sink(side, chunk, saved) if caps.streams_results else None

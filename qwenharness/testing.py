@@ -61,7 +61,7 @@ class HarnessOptions:
 
     def eval_settings_fields(self) -> dict[str, Any]:
         """The EvalSettings fields of the engine, server and judge options (recorded in the manifest)."""
-        fields: dict[str, Any] = {"engine": self.engine.to_dict(),
+        fields: dict[str, Any] = {"engine": self.engine.to_dict(), "job_datasets": list(self.datasets),
                                   "server": self.server.to_dict() if self.server else None,
                                   "judge_server": self.judge_server.to_dict() if self.judge_server else None}
         if self.judge_max_tokens is not None:

@@ -141,7 +141,7 @@ def engine_settings(args: argparse.Namespace, previous: dict | None = None) -> "
     prev = previous or {}
     values = {}
     for name in ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "dtype",
-                 "kv_cache_dtype"):
+                 "kv_cache_dtype", "compilation"):
         value = getattr(args, name, None)
         values[name] = value if value is not None else prev.get(name)
     text = getattr(args, "engine_args", None)

@@ -105,6 +105,9 @@ class EngineCapabilities:
     call_size_factor: engine calls hold this many times the runner's default chunk of requests
       (qwenharness.run_context.DEFAULT_CHUNK). Each call ends by draining the engine's batch and a run
       killed mid-call loses that call, so a slow engine wants small calls and a GPU large ones.
+    loglikelihood_call_chars: log-likelihood calls are bounded by this many characters of context and
+      continuation instead of by count (None: by count), so that a call's time, and what a crash loses,
+      stays about the same whether the texts are long (5-shot MMLU) or short (HellaSwag).
     bare_vllm: the engine exposes `llm` (its vllm.LLM) and `to_vllm_sampling(params, prompt_len)`, so
       the harness-overhead benchmark can send the same requests to vLLM bare (qwenharness.bench).
     """
@@ -113,6 +116,7 @@ class EngineCapabilities:
     streams_results: bool = False
     in_process: bool = True
     call_size_factor: int = 1
+    loglikelihood_call_chars: int | None = None
     bare_vllm: bool = False
 
 

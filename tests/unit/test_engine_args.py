@@ -105,3 +105,48 @@ def test_memory_fit_error_suggestions_all_parse() -> None:
 def test_every_flag_an_error_names_exists() -> None:
     assert unknown_message_flags() == {}
     assert "--max-model-len" in cli_flags() and "--max-model-len" in pytest_flags()
+
+
+def test_compilation_belongs_to_vllm() -> None:
+    with pytest.raises(ConfigError, match="--compilation sets how vLLM starts"):
+        check_for_backend(EngineSettings(compilation="graphs"), "hf")
+    with pytest.raises(ConfigError, match="--compilation set the in-process engine"):
+        check_for_backend(EngineSettings(compilation="eager"), "openai")
+    check_for_backend(EngineSettings(compilation="full"), "vllm")
+
+
+def test_an_evaluation_starts_vllm_without_compilation(tmp_path) -> None:  # noqa: ANN001
+    """Default: CUDA graphs without torch.compile where a dataset of the job generates text, eager
+    where all are log-likelihoods; a gate that runs one dataset per test decides over the whole job,
+    so one engine serves every dataset of a model. --compilation and other backends are left alone."""
+    from qwenharness.evaluation import EvalSettings, Evaluator, evaluation_compilation
+    from qwenharness.results import resolve_run_paths
+
+    assert evaluation_compilation(["arc_easy", "hellaswag"]) == "eager"
+    assert evaluation_compilation(["arc_easy", "gsm8k"]) == "graphs"
+    assert evaluation_compilation(["mt_bench"]) == "graphs"
+    assert evaluation_compilation(["no_such_dataset"]) == "graphs", "it fails on its own later"
+    paths = resolve_run_paths(tmp_path, "x")
+
+    def overrides(**fields) -> dict:  # noqa: ANN003
+        return Evaluator(EvalSettings(models=["tiny"], **fields), paths)._overrides
+
+    assert overrides(datasets=["arc_easy"])["compilation"] == "eager"
+    assert overrides(datasets=["humaneval"])["compilation"] == "graphs"
+    assert overrides(datasets=["arc_easy"], job_datasets=["arc_easy", "ifeval"])["compilation"] == "graphs"
+    assert overrides(datasets=["gsm8k"], engine={"compilation": "full"})["compilation"] == "full"
+    assert "compilation" not in overrides(datasets=["gsm8k"], backend="hf")
+
+
+def test_evaluate_takes_compilation_and_a_resume_keeps_it(tmp_path) -> None:  # noqa: ANN001
+    from qwenharness.commands.evaluate import build_settings
+
+    args = build_parser().parse_args(["evaluate", "--models", "tiny", "--datasets", "gsm8k", "--compilation",
+                                      "full", "--results-dir", str(tmp_path)])
+    settings = build_settings(args, None)
+    assert settings.engine["compilation"] == "full"
+    resumed = build_settings(build_parser().parse_args(["evaluate", "--results-dir", str(tmp_path)]),
+                             settings.to_dict())
+    assert resumed.engine["compilation"] == "full"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--compilation", "inductor"])

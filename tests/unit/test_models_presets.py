@@ -68,6 +68,24 @@ def test_memory_optimized_uses_fp8_kv_and_less_memory() -> None:
     assert mem.memory.budget_bytes < bal.memory.budget_bytes
 
 
+def test_compilation_modes() -> None:
+    """full (vLLM's default) unless asked; graphs skips torch.compile; a CPU is always eager."""
+    full = get_model_config("qwen3_8b", "balanced", H100_80GB)
+    assert full.compilation == "full" and not full.enforce_eager
+    graphs = get_model_config("qwen3_8b", "balanced", H100_80GB, compilation="graphs")
+    assert graphs.compilation == "graphs" and not graphs.enforce_eager
+    assert graphs.memory == full.memory, "graphs are captured either way: the same memory plan"
+    assert graphs.key == full.key, "the mode changes how vLLM starts, not what the model computes"
+    eager = get_model_config("qwen3_8b", "balanced", H100_80GB, compilation="eager")
+    assert eager.enforce_eager and eager.to_dict()["enforce_eager"] is True
+    assert eager.to_dict()["compilation"] == "eager"
+    cpu = get_model_config("tiny", "balanced", None, compilation="graphs")
+    assert cpu.compilation == "eager", "vLLM-CPU has no CUDA graphs"
+    with pytest.raises(ConfigError, match="unknown compilation mode 'graph'") as e:
+        get_model_config("qwen3_8b", "balanced", H100_80GB, compilation="graph")
+    assert "graphs" in (e.value.fix or "")
+
+
 def test_tiny_resolves_for_cpu() -> None:
     cfg = get_model_config("tiny", "balanced", None)
     assert cfg.device == "cpu" and cfg.dtype == "float32" and cfg.enforce_eager

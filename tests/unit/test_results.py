@@ -301,6 +301,36 @@ def test_engine_calls_hold_the_chunk_the_engine_declares(tmp_path: Path) -> None
     assert given.calls == 13
 
 
+def test_log_likelihood_calls_are_sized_by_text_where_the_engine_says_so(tmp_path: Path) -> None:
+    """The GPU engine bounds log-likelihood calls by characters: HellaSwag's 40,168 short requests
+    went in 3 calls of 16,384 and spent 3 s more in vLLM than bare vLLM's one call (H200,
+    2026-12-04); long 5-shot MMLU requests still come in calls of bounded time."""
+    from dataclasses import replace
+
+    from qwenharness.run_context import call_chunks
+
+    short = [LoglikelihoodRequest(f"c{i:04d}", " x") for i in range(5000)]  # 7 characters each
+    engine = FakeEngine()
+    engine.capabilities = replace(IN_PROCESS, loglikelihood_call_chars=35_000)
+    ctx = CachedRunContext("tiny", lambda: engine, ResponseCache(tmp_path, {"id": 8}), progress=False)
+    ctx.loglikelihood(short)
+    assert engine.calls == 1, "5,000 requests of 35,000 characters: one call, more than the 2,048 of a chunk"
+    long = [LoglikelihoodRequest("q" * 9_990 + f"{i:04d}", " x") for i in range(7)]  # 10,000 characters each
+    engine.calls = 0
+    ctx.loglikelihood(long)
+    assert engine.calls == 3, "3 + 3 + 1 requests of 10,000 characters under 35,000"
+    items = [(str(i), r) for i, r in enumerate(long)]
+    assert [len(c) for c in call_chunks(items, 10, 35_000)] == [3, 3, 1]
+    assert [len(c) for c in call_chunks(items, 2, 35_000)] == [2, 2, 2, 1], "the count still bounds a call"
+    assert [len(c) for c in call_chunks(items, 10, 5_000)] == [1] * 7, "a longer request has a call of its own"
+    assert [len(c) for c in call_chunks(items, 3)] == [3, 3, 1]
+    given = FakeEngine()
+    given.capabilities = engine.capabilities
+    CachedRunContext("tiny", lambda: given, ResponseCache(tmp_path, {"id": 9}), progress=False,
+                     chunk_sizes={"loglikelihood": 1000}).loglikelihood(short)
+    assert given.calls == 5, "a size the caller gives is used as it is"
+
+
 def test_engine_error_on_one_request_is_isolated(tmp_path: Path) -> None:
     engine = FakeEngine(fail_prompts=("p2",))
     ctx = CachedRunContext("tiny", lambda: engine, ResponseCache(tmp_path, {"id": 2}), progress=False)
