@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from .errors import ConfigError, EngineDiedError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
 from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
+from .engines.merging import MergingEngine
 from .run_context import CachedRunContext, EngineFn
 from .run_summary import engine_header, format_metric, summary_table  # noqa: F401 - re-exported
 from .data.registry import DATASETS
@@ -89,6 +91,9 @@ class EvalSettings:
     # the datasets of the whole job when this runner does part of it (a pytest gate runs one dataset
     # per test): the default compilation mode is chosen over them, so one engine serves the job
     job_datasets: list[str] | None = None
+    # evaluate a model's datasets at once with their generation calls merged: "on", "off", or "auto"
+    # (on for vLLM on a GPU)
+    concurrent_datasets: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -177,6 +182,16 @@ def evaluation_compilation(datasets: list[str], task_factory: Callable[[str], Ta
         except HarnessError:  # the dataset fails on its own later; graphs suit any task
             return True
     return "graphs" if any(generates(d) for d in datasets) else "eager"
+
+
+def concurrent_datasets_apply(mode: str, backend: str, on_gpu: bool) -> bool:
+    """Whether a model's datasets are evaluated together: `mode` "on", or "auto" for vLLM on a GPU,
+    where merged generation calls decode several datasets' answers in one batch (on a CPU the cores
+    are busy with one dataset already)."""
+    if mode not in ("auto", "on", "off"):
+        raise ConfigError(f"concurrent_datasets must be auto, on or off, not {mode!r}",
+                          "use --concurrent-datasets auto, on or off")
+    return mode == "on" or (mode == "auto" and backend == "vllm" and on_gpu)
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -270,7 +285,11 @@ class Evaluator:
         self.console = console
         self.results: list[DatasetResult] = []
         self._invocation: dict[str, Any] | None = None  # this process's entry in manifest["invocations"]
-        self._current_entry: str | None = None  # the evaluation this process is running now
+        self._current_entries: set[str] = set()  # the evaluations this process is running now
+        self._invocation_lock = threading.RLock()
+        # the datasets of one model x preset evaluated together: (model, preset, backend), their shared
+        # engine, their names
+        self._group: tuple[tuple[str, str, str], MergingEngine, list[str]] | None = None
         self.on_start: Callable[[Path], Any] | None = None  # called with the run directory once it exists
         from .engine_args import EngineSettings
 
@@ -319,6 +338,11 @@ class Evaluator:
         """Change this process's entry in the manifest's `invocations` (found by its id)."""
         if self._invocation is None:  # evaluate() called without run(): no invocation to record
             return
+        with self._invocation_lock:  # datasets evaluated together finish in their own threads
+            self._update_invocation_locked(changes)
+
+    def _update_invocation_locked(self, changes: dict[str, Any]) -> None:
+        assert self._invocation is not None
         self._invocation.update(changes)
 
         def change(m: dict[str, Any]) -> None:
@@ -334,13 +358,14 @@ class Evaluator:
 
     def _end_manifest(self, status: str) -> None:
         self._update_invocation(ended_at=now_iso(), status=status)
-        entry = self._current_entry
+        entries = set(self._current_entries)
 
         def end(m: dict[str, Any]) -> None:
             m["status"] = status  # the latest invocation's end: done, done with failures, interrupted, failed
-            held = m.get("evaluations", {}).get(entry) if entry else None
-            if held and held.get("status") == "running":  # the dataset in flight when it stopped
-                held["status"] = status
+            for entry in entries:
+                held = m.get("evaluations", {}).get(entry)
+                if held and held.get("status") == "running":  # a dataset in flight when it stopped
+                    held["status"] = status
         self.store.mutate_manifest(end)
 
     # the loop
@@ -369,9 +394,15 @@ class Evaluator:
                             self._fail(model, preset, ds, f"configuration: {e}")
                         continue
                     self.store.update_manifest({"resolved_configs": {f"{model}/{preset}": config.to_dict()}})
-                    for dataset in self._ordered_datasets():
+                    datasets = self._ordered_datasets()
+                    together = self._together(model, datasets, config)
+                    busy = self._evaluate_together(model, preset, together, config) if together else []
+                    for dataset in datasets:
+                        if dataset in together:
+                            continue
                         if self.evaluate(model, preset, dataset, config, wait=False) is None:
-                            deferred.append((model, preset, dataset, config))
+                            busy.append(dataset)
+                    deferred += [(model, preset, dataset, config) for dataset in busy]
             if deferred and self._own_pool:
                 self.pool.close()  # waiting: free the engine (reopened only if records are missing)
             for model, preset, dataset, config in deferred:
@@ -405,6 +436,60 @@ class Evaluator:
             except HarnessError:
                 return False
         return sorted(self.settings.datasets, key=judged)
+
+    def _together(self, model: str, datasets: list[str], config: ResolvedConfig) -> list[str]:
+        """The datasets of one model x preset to evaluate at once (at least two, else none).
+
+        See `concurrent_datasets_apply`. A judged dataset whose judge is another engine stays out: the
+        two engines would displace each other."""
+        from .tasks import get_task
+
+        if not concurrent_datasets_apply(self.settings.concurrent_datasets, self.settings.backend,
+                                         config.device == "cuda"):
+            return []
+        factory = self.task_factory or get_task
+        own_judge = (self.settings.judge_model in (None, model)
+                     and self.settings.judge_backend == self.settings.backend)
+
+        def joins(name: str) -> bool:
+            try:
+                return own_judge or not factory(name).needs_judge
+            except HarnessError:
+                return True  # fails on its own, in its thread
+        chosen = [d for d in datasets if joins(d)]
+        return chosen if len(chosen) > 1 else []
+
+    def _evaluate_together(self, model: str, preset: str, datasets: list[str], config: ResolvedConfig) -> list[str]:
+        """Evaluate `datasets` at once, one thread each, sharing one engine whose generation calls
+        are merged (engines/merging.py). Returns the datasets another process holds (done later)."""
+        backend = self.settings.backend
+        merger = MergingEngine(lambda: self._open_engine(model, preset, backend))
+        self._group = ((model, preset, backend), merger, list(datasets))
+        outcome: dict[str, DatasetResult | BaseException | None] = {}
+
+        def work(dataset: str) -> None:
+            with merger.party():
+                try:
+                    outcome[dataset] = self.evaluate(model, preset, dataset, config, wait=False)
+                except BaseException as e:  # noqa: BLE001 - raised again in the runner's thread
+                    outcome[dataset] = e
+
+        before = len(self.results)
+        threads = [threading.Thread(target=work, args=(d,), name=f"evaluate-{d}", daemon=True) for d in datasets]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            self._group = None
+        self.results[before:] = sorted(self.results[before:], key=lambda r: datasets.index(r.dataset))
+        self._say(f"{model}/{preset}: {len(datasets)} datasets evaluated together, "
+                  f"{merger.stats.submissions} generation calls in {merger.stats.engine_calls} engine calls")
+        for value in outcome.values():
+            if isinstance(value, BaseException):
+                raise value
+        return [d for d in datasets if d in outcome and outcome[d] is None]
 
     def _fail(self, model: str, preset: str, dataset: str, message: str) -> DatasetResult:
         res = DatasetResult(model, preset, dataset, ok=False, error=message)
@@ -446,6 +531,13 @@ class Evaluator:
         return res
 
     def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
+        """The engine for a model (or judge): the shared one of a group of datasets evaluated
+        together, else the pool's."""
+        if self._group is not None and self._group[0] == (model, preset, backend):
+            return self._group[1]
+        return self._open_engine(model, preset, backend, role)
+
+    def _open_engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
         """The pool's engine; one header line each time an engine is started."""
         before = self.pool.current_key
         if backend == "vllm" and before != (model, preset, backend):  # vLLM writes run.log itself
@@ -476,7 +568,7 @@ class Evaluator:
         s = self.settings
         load_docs = self.docs_loader or load_docs
         load = self.split_loader or load
-        started, t0 = now_iso(), time.perf_counter()
+        started, t0, t0_unix = now_iso(), time.perf_counter(), time.time()
         task = (self.task_factory or get_task)(dataset)
         task.data_dir = s.data_dir
         options = task_options(task, model, s)
@@ -523,7 +615,7 @@ class Evaluator:
             existing = []
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "running", "started_at": started}}})
-        self._current_entry = entry_key
+        self._current_entries.add(entry_key)
 
         cache = self.store.cache({"model": model, "config_key": config.key, "backend": backend})
         judge_cache = None
@@ -583,6 +675,8 @@ class Evaluator:
             "judge": ({"model": judge_name, "config_key": judge_config.key, "max_tokens": s.judge_max_tokens}
                       if judge_config else None),
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
+                        "started_unix": t0_unix, "finished_unix": time.time(),
+                        "evaluated_together": list(self._group[2]) if self._group else None,
                         **ctx.stats.to_dict()},
             "engine": engine_info, "started_at": started, "finished_at": now_iso(),
         })
@@ -593,10 +687,11 @@ class Evaluator:
         self.store.update_manifest({"evaluations": {entry_key: {
             "fingerprint": fingerprint, "settings": fingerprint_src, "status": "done", "started_at": started,
             "finished_at": aggregate["finished_at"]}}})
-        self._current_entry = None
-        self._update_invocation(wrote=[*(self._invocation or {}).get("wrote", []), {
-            "evaluation": entry_key, "new_records": len(new), "reused_records": len(docs) - len(todo),
-            "errors": aggregate["n_errors"], "aggregate": str(path.relative_to(self.store.run_dir))}])
+        self._current_entries.discard(entry_key)
+        written = {"evaluation": entry_key, "new_records": len(new), "reused_records": len(docs) - len(todo),
+                   "errors": aggregate["n_errors"], "aggregate": str(path.relative_to(self.store.run_dir))}
+        with self._invocation_lock:  # read and extended in one step: another thread may be finishing too
+            self._update_invocation(wrote=[*(self._invocation or {}).get("wrote", []), written])
         self.store.write_summaries()
         return DatasetResult(model, preset, dataset, ok=True, aggregate=aggregate, path=path)
 

@@ -146,6 +146,13 @@ RUN_OPTIONS = (
                pytest={"default": "auto"}),
 )
 
+SCHEDULE_OPTIONS = (
+    # CLI default None: a resumed run keeps its manifest's
+    OptionSpec("--concurrent-datasets", "evaluate a model's datasets at once, their generation calls merged into "
+               "shared engine calls: auto (on for vLLM on a GPU), on or off", choices=("auto", "on", "off"),
+               pytest={"default": "auto"}),
+)
+
 JUDGE_OPTIONS = (
     OptionSpec("--judge-max-tokens", "MT-Bench judge generation length (default: 2048, FastChat's)",
                type=positive_int),
@@ -188,7 +195,7 @@ JUDGE_SERVER_OPTIONS = (
 )
 
 # Every option the pytest gates and `qwenharness evaluate` both take.
-SHARED_OPTIONS = (*SELECTION_OPTIONS, *RUN_OPTIONS, *JUDGE_OPTIONS, *ENGINE_OPTIONS, *SERVER_OPTIONS,
+SHARED_OPTIONS = (*SELECTION_OPTIONS, *RUN_OPTIONS, *SCHEDULE_OPTIONS, *JUDGE_OPTIONS, *ENGINE_OPTIONS, *SERVER_OPTIONS,
                   *JUDGE_SERVER_OPTIONS)
 OPTIONS = {s.flag: s for s in SHARED_OPTIONS}
 

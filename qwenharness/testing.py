@@ -58,10 +58,12 @@ class HarnessOptions:
     server: ServerEndpoint | None = None  # --base-url (backend openai)
     judge_server: ServerEndpoint | None = None  # --judge-base-url
     judge_max_tokens: int | None = None  # --judge-max-tokens (None: EvalSettings' default, FastChat's 2048)
+    concurrent_datasets: str = "auto"  # --concurrent-datasets
 
     def eval_settings_fields(self) -> dict[str, Any]:
         """The EvalSettings fields of the engine, server and judge options (recorded in the manifest)."""
         fields: dict[str, Any] = {"engine": self.engine.to_dict(), "job_datasets": list(self.datasets),
+                                  "concurrent_datasets": self.concurrent_datasets,
                                   "server": self.server.to_dict() if self.server else None,
                                   "judge_server": self.judge_server.to_dict() if self.judge_server else None}
         if self.judge_max_tokens is not None:
@@ -102,6 +104,7 @@ class HarnessOptions:
             load_format=opt("--load-format"),
             gpu=gpu,
             judge_max_tokens=opt("--judge-max-tokens"),
+            concurrent_datasets=opt("--concurrent-datasets"),
         )
 
     def scaling_models(self) -> list[str]:  # noqa: D102

@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=positive_int, help="override every task's generation length")
     p.add_argument("--judge-model", help="MT-Bench judge (default: the model under test; on GPU use a strong "
                    "instruct model such as qwen2.5_14b)")
-    add_to_argparse(p, specs("--judge-max-tokens"))
+    add_to_argparse(p, specs("--judge-max-tokens", "--concurrent-datasets"))
     p.add_argument("--seed", type=seed_int, help=f"seed for sample selection, few-shot and sampling (default: {DEFAULT_SEED})")
     add_to_argparse(p, specs("--load-format"))
     p.add_argument("--detailed-analysis", action="store_true", default=None,
@@ -198,6 +198,7 @@ def build_settings(args: argparse.Namespace, previous: dict | None) -> "EvalSett
         max_tokens=pick(args.max_tokens, "max_tokens", None),  # type: ignore[arg-type]
         judge_model=pick(args.judge_model, "judge_model", None),  # type: ignore[arg-type]
         judge_max_tokens=int(pick(args.judge_max_tokens, "judge_max_tokens", 2048)),  # type: ignore[arg-type]
+        concurrent_datasets=str(pick(args.concurrent_datasets, "concurrent_datasets", "auto")),
         load_format=str(pick(args.load_format, "load_format", "auto")),
         detailed=bool(pick(args.detailed_analysis, "detailed", False)),
         progress=False if args.no_progress else None,

@@ -6,8 +6,9 @@ qwenharness.pytest_plugin`) for checkouts that are on PYTHONPATH but not install
 options (pytest_addoption, from the shared table in qwenharness/options.py), session
 (pytest_configure: GPU pinning, markers, the session's HarnessOptions), hooks (GPU gating,
 parametrization, milestone order, engine grouping), fixtures (`harness`, `engine_pool`,
-`gate_evidence`) and rootdir (an option's value is never taken for a test path when pytest picks its
-rootdir). Tests stay thin: everything they need comes from the `qwenharness` library.
+`gate_evaluations`, `gate_evidence`) and rootdir (an option's value is never taken for a test path
+when pytest picks its rootdir). Tests stay thin: everything they need comes from the `qwenharness`
+library.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _other_checkout() -> bool:
 
 
 if not _other_checkout():
-    from .fixtures import engine_pool, gate_evidence, harness
+    from .fixtures import engine_pool, gate_evaluations, gate_evidence, harness
     from .hooks import pytest_collection_modifyitems, pytest_generate_tests, pytest_runtest_setup
     from .options import pytest_addoption
     from .rootdir import pytest_load_initial_conftests

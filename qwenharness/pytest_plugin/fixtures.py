@@ -1,4 +1,5 @@
-"""The fixtures: `harness` (the run's options), `engine_pool` (one engine alive at a time) and
+"""The fixtures: `harness` (the run's options), `engine_pool` (one engine alive at a time),
+`gate_evaluations` (milestone 3's evaluations, a model's datasets together where that applies) and
 `gate_evidence` (what a gate test judged, recorded in its milestone's gate file)."""
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ def engine_pool(harness: HarnessOptions):  # noqa: ANN201 - yields an EnginePool
                       server=harness.server, judge_server=harness.judge_server)
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="session")
+def gate_evaluations(request: pytest.FixtureRequest, harness: HarnessOptions, engine_pool):  # noqa: ANN001, ANN201
+    """`gate_evaluations.evaluate(model, dataset)` -> (EvalSettings, DatasetResult), from the tests
+    the session collected with both `model_name` and `dataset_name` parameters."""
+    from ..gate_evaluations import GateEvaluations
+
+    collected: dict[str, list[str]] = {}
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "model_name" in params and "dataset_name" in params:
+            datasets = collected.setdefault(params["model_name"], [])
+            if params["dataset_name"] not in datasets:
+                datasets.append(params["dataset_name"])
+    return GateEvaluations(harness, engine_pool, collected)
 
 
 @pytest.fixture

@@ -90,6 +90,8 @@ def main() -> int:
     ap.add_argument("--no-chat-template", dest="chat", action="store_false", default=None,
                     help="raw prompts for generation tasks too (GSM8K 5-shot 'Question: ... Answer:', "
                          "lm-eval's gsm8k YAML; what lmeval_compare.py runs)")
+    ap.add_argument("--compilation", choices=("full", "graphs", "eager"), default="full",
+                    help="the engine's compilation mode, for both sides (default full: lm-eval's vLLM compiles too)")
     ap.add_argument("--fewshot-sampler", choices=("harness", "lm-eval"), default="harness",
                     help="lm-eval: lm-evaluation-harness's few-shot draws (what lmeval_compare.py compares with)")
     args = ap.parse_args()
@@ -102,11 +104,12 @@ def main() -> int:
 
     limits = _limits(args.limit)
     out: dict[str, Any] = {"model": args.model, "preset": args.preset, "order": args.order, "bare": args.bare,
+                           "compilation": args.compilation,
                            "chat": args.chat, "load_format": args.load_format, "fewshot_sampler": args.fewshot_sampler,
                            "datasets": {}}
     pool = EnginePool(load_format=args.load_format)
     t0 = time.perf_counter()
-    engine = pool.get(args.model, args.preset, "vllm")
+    engine = pool.get(args.model, args.preset, "vllm", compilation=args.compilation)
     out["engine_start_s"] = time.perf_counter() - t0
     out["engine"] = engine.info().to_dict()
     print(f"engine start {out['engine_start_s']:.1f} s ({engine.model_dir})", flush=True)
@@ -133,7 +136,8 @@ def main() -> int:
         limit = limits.get(ds)
         settings = EvalSettings(models=[args.model], datasets=[ds], presets=[args.preset], backend="vllm",
                                 sample_limit=limit, data_dir=args.data_dir, load_format=args.load_format, progress=False,
-                                chat=args.chat, fewshot_sampler=args.fewshot_sampler)
+                                chat=args.chat, fewshot_sampler=args.fewshot_sampler,
+                                engine={"compilation": args.compilation})  # the engine opened above
         task = get_task(ds)
         if hasattr(task, "data_dir"):
             task.data_dir = args.data_dir

@@ -146,7 +146,7 @@ def main() -> int:
         return get_model_config(model, preset, gpu=H100_80GB, load_format="dummy")
 
     pool = EnginePool(opener=opener, resolver=resolver, load_format="dummy")
-    pool.get(args.model, "balanced", "vllm")
+    pool.get(args.model, "balanced", "vllm", compilation="full")
     results_dir = tempfile.mkdtemp(prefix="harness-overhead-")
     print(f"cpu_count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; results in {results_dir}")
     print(f"stand-in GPU rate {args.gpu_tokens_per_s or 'none'} tokens/s, overlap {'off' if args.no_overlap else 'on'}")
@@ -156,7 +156,8 @@ def main() -> int:
     for item in args.limit:
         ds, _, n = item.partition("=")
         settings = EvalSettings(models=[args.model], datasets=[ds], presets=["balanced"], backend="vllm",
-                                sample_limit=int(n), data_dir=args.data_dir, load_format="dummy", progress=False)
+                                sample_limit=int(n), data_dir=args.data_dir, load_format="dummy", progress=False,
+                                engine={"compilation": "full"})  # the engine opened above
         paths = resolve_run_paths(results_dir, run_id=f"overhead-{ds}")
         before_s, before_calls = fake.seconds, fake.calls
         prof = cProfile.Profile() if args.profile else None

@@ -19,8 +19,15 @@ dataset began, its start does not fit in that wall and is counted apart). "other
 prompt building, tokenization outside the engine, scoring (code execution for HumanEval/MBPP),
 records, and, in the dataset where an engine opened, what its opening costs outside the engine's own
 timer (`import vllm` on first use, model folder, tokenizer; not timed apart: a tiny CPU run under load
-showed 106 s of "other" in its first dataset beside 216 s on the engine's timer). With `--wall`, "outside the datasets" = the job's wall time - the sum of dataset walls
-(interpreter and vLLM imports, pytest collection, engine close between models).
+showed 106 s of "other" in its first dataset beside 216 s on the engine's timer). With `--wall`,
+"outside the datasets" = the job's wall time - the time covered by datasets (interpreter and vLLM
+imports, pytest collection, engine close between models).
+
+Datasets evaluated together (`timings.evaluated_together`, vLLM on a GPU) overlap in time, so their
+walls and inference times do not add up: each model's row then gives the span its datasets covered
+(first start to last finish, `timings.started_unix` / `finished_unix`), the engine start inside it,
+and the rest of the span; the per-dataset rows still show each dataset's own wall and time in
+engine calls (a merged call counts in the wall of every dataset it served).
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ def breakdown(run_dir: Path) -> dict[str, Any]:
                      "inference_s": t.get("inference_s", 0.0), "requests": t.get("new_requests"),
                      "by_kind": {k: v.get("requests") for k, v in (t.get("by_kind") or {}).items()},
                      "load_time_s": eng.get("load_time_s"), "n_samples": agg.get("n_samples"),
-                     "n_errors": agg.get("n_errors")})
+                     "n_errors": agg.get("n_errors"), "started_unix": t.get("started_unix"),
+                     "finished_unix": t.get("finished_unix"), "together": bool(t.get("evaluated_together"))})
     rows.sort(key=lambda r: (r["started_at"] or "", r["model"], r["dataset"]))
     seen: set[tuple[str, str, float | None]] = set()
     outside = 0.0
@@ -63,6 +71,12 @@ def breakdown(run_dir: Path) -> dict[str, Any]:
                                                              "other_s": 0.0, "wall_s": 0.0})
         for k in m:
             m[k] += r[k]
+    for name, m in models.items():  # datasets evaluated together: the span they covered, not the sum
+        mine = [r for r in rows if f"{r['model']}/{r['preset']}" == name]
+        if any(r["together"] for r in mine) and all(r["started_unix"] for r in mine):
+            m["wall_s"] = max(r["finished_unix"] for r in mine) - min(r["started_unix"] for r in mine)
+            m["other_s"] = m["wall_s"] - m["engine_start_s"]  # after the start: engine calls, scoring, records
+            m["together"] = 1.0
     total = {k: sum(m[k] for m in models.values()) for k in ("engine_start_s", "inference_s", "other_s", "wall_s")}
     total["engine_starts"] = len(seen)
     total["engine_start_outside_datasets_s"] = outside
@@ -71,7 +85,16 @@ def breakdown(run_dir: Path) -> dict[str, Any]:
 
 
 def markdown(b: dict[str, Any], wall: float | None) -> str:
-    lines = ["| model | dataset | samples | errors | engine start | inference | other | dataset wall |",
+    lines = []
+    if any(m.get("together") for m in b["models"].values()):
+        lines += ["| model | engine start | datasets evaluated together, after the start | span |",
+                  "|---|---|---|---|"]
+        for name, m in b["models"].items():
+            lines.append(f"| {name} | {m['engine_start_s']:.1f} s | {m['other_s']:.1f} s | {m['wall_s']:.1f} s |")
+        t = b["total"]
+        lines += [f"| **all** | **{t['engine_start_s']:.1f} s** | **{t['other_s']:.1f} s** | **{t['wall_s']:.1f} s** |",
+                  "", "Per dataset (the walls of datasets evaluated together overlap):", ""]
+    lines += ["| model | dataset | samples | errors | engine start | inference | other | dataset wall |",
              "|---|---|---|---|---|---|---|---|"]
     for r in b["datasets"]:
         judged = " (2 turns + judge)" if "judge" in r["by_kind"] else ""
@@ -79,9 +102,10 @@ def markdown(b: dict[str, Any], wall: float | None) -> str:
                      f"{r['engine_start_s']:.1f} s | {r['inference_s']:.1f} s | {r['other_s']:.1f} s | "
                      f"{r['wall_s']:.1f} s |")
     t = b["total"]
-    lines.append(f"| **all** | | | | **{t['engine_start_s']:.1f} s** ({t['engine_starts']} starts) | "
-                 f"**{t['inference_s']:.1f} s** (judged datasets {t['judged_inference_s']:.1f} s) | "
-                 f"**{t['other_s']:.1f} s** | **{t['wall_s']:.1f} s** |")
+    if not any(m.get("together") for m in b["models"].values()):
+        lines.append(f"| **all** | | | | **{t['engine_start_s']:.1f} s** ({t['engine_starts']} starts) | "
+                     f"**{t['inference_s']:.1f} s** (judged datasets {t['judged_inference_s']:.1f} s) | "
+                     f"**{t['other_s']:.1f} s** | **{t['wall_s']:.1f} s** |")
     if t["engine_start_outside_datasets_s"]:
         lines.append("")
         lines.append(f"Engine starts before any dataset began (not in the dataset walls): "

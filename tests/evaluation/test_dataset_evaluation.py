@@ -3,7 +3,9 @@
 Defaults on CPU: `tiny` x all 14 datasets, 5 samples each (`--sample-limit` overrides), on the first
 selected backend, preset `balanced` (or the first selected preset). Results go to
 <results-dir>/evaluations/<run-id> (default results/evaluations/pytest); the session's engine pool
-keeps one engine alive across datasets. The error budget comes from qwenharness/config/gates.toml.
+keeps one engine alive across datasets, and on a GPU a model's datasets are evaluated together by
+its first test (qwenharness/gate_evaluations.py). The error budget comes from
+qwenharness/config/gates.toml.
 Each test names the aggregate it judged (`gate_evidence`): milestones 4 and 5 read only those.
 """
 
@@ -16,19 +18,14 @@ from pathlib import Path
 import pytest
 
 from qwenharness.data import load_docs
-from qwenharness.evaluation import EvalSettings, Evaluator, error_budget
+from qwenharness.evaluation import error_budget
 from qwenharness.report.tables import not_scored_reason
 from qwenharness.results import read_jsonl, resolve_run_paths
 from qwenharness.tasks import get_task
 
 pytestmark = pytest.mark.milestone3
 
-DEFAULT_SAMPLE_LIMIT = 5
 JUDGED_METRIC_PREFIX = "score"  # MT-Bench scores may be empty when the judge never gives a rating
-
-
-def _preset(harness) -> str:
-    return "balanced" if "balanced" in harness.presets else harness.presets[0]
 
 
 def _read_json(path: Path) -> dict:
@@ -36,21 +33,14 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_dataset_evaluation(harness, engine_pool, gate_evidence, model_name: str, dataset_name: str) -> None:
-    wanted = harness.doc_ids.for_dataset(dataset_name)  # --doc-ids: exactly those documents
-    limit = None if wanted else harness.sample_limits.for_dataset(dataset_name) or DEFAULT_SAMPLE_LIMIT
-    preset = _preset(harness)
-    backend = harness.backends[0]
-    settings = EvalSettings(models=[model_name], datasets=[dataset_name], presets=[preset], backend=backend,
-                            sample_limit=limit, doc_ids=harness.doc_ids.to_dict() or None,
-                            data_dir=harness.data_dir, load_format=harness.load_format,
-                            progress=False, **harness.eval_settings_fields())
-    paths = resolve_run_paths(harness.results_dir, harness.run_id)
-    results = Evaluator(settings, paths, pool=engine_pool, replace_stale=True).run()
-    gate_evidence.add_all("evaluations", [(r.model, r.preset, r.dataset) for r in results])  # judged, pass or fail
-    assert len(results) == 1
-    result = results[0]
+def test_dataset_evaluation(harness, gate_evaluations, gate_evidence, model_name: str, dataset_name: str) -> None:
+    settings, result = gate_evaluations.evaluate(model_name, dataset_name)
+    gate_evidence.add_all("evaluations", [(result.model, result.preset, result.dataset)])  # judged, pass or fail
     assert result.ok, f"{model_name}/{dataset_name} failed: {result.error}"
+    wanted = harness.doc_ids.for_dataset(dataset_name)
+    limit = settings.limit_for(dataset_name)
+    preset = settings.presets[0]
+    paths = resolve_run_paths(harness.results_dir, harness.run_id)
 
     # every sample produced exactly one record
     expected = list(wanted) if wanted else [

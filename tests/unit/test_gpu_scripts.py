@@ -112,14 +112,35 @@ def test_local_tasks_refuse_an_unknown_subject(tmp_path: Path) -> None:
 
 
 def _agg(run: Path, model: str, dataset: str, started: str, wall: float, inference: float, load: float,
-         kinds: tuple[str, ...] = ("generate",)) -> None:
+         kinds: tuple[str, ...] = ("generate",), span: tuple[float, float] | None = None,
+         together: list[str] | None = None) -> None:
     d = run / model / "balanced"
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{dataset}.json").write_text(json.dumps({
         "model": model, "preset": "balanced", "dataset": dataset, "started_at": started, "n_samples": 30,
         "n_errors": 0, "engine": {"load_time_s": load},
         "timings": {"wall_s": wall, "inference_s": inference, "new_requests": 30,
+                    "started_unix": span[0] if span else None, "finished_unix": span[1] if span else None,
+                    "evaluated_together": together,
                     "by_kind": {k: {"requests": 30, "cache_hits": 0} for k in kinds}}}))
+
+
+def test_m3_breakdown_gives_the_span_of_datasets_evaluated_together(tmp_path: Path) -> None:
+    """Overlapping datasets: a model's time is the span they covered, not the sum of their walls."""
+    m3 = _script("m3_breakdown")
+    run = tmp_path / "m3"
+    group = ["gsm8k", "mt_bench"]
+    _agg(run, "a", "gsm8k", "2026-12-02T01:00:00", wall=40.0, inference=10.0, load=30.0, span=(1000.0, 1040.0),
+         together=group)
+    _agg(run, "a", "mt_bench", "2026-12-02T01:00:00", wall=90.0, inference=55.0, load=30.0,
+         kinds=("generate", "judge"), span=(1000.5, 1090.5), together=group)
+    b = m3.breakdown(run)
+    a = b["models"]["a/balanced"]
+    assert a["wall_s"] == pytest.approx(90.5) and a["engine_start_s"] == 30.0
+    assert a["other_s"] == pytest.approx(60.5)
+    table = m3.markdown(b, wall=100.0)
+    assert "| a/balanced | 30.0 s | 60.5 s | 90.5 s |" in table
+    assert "outside the datasets (imports, collection, engine closes): 9.5 s" in table
 
 
 def test_m3_breakdown_puts_each_engine_start_once(tmp_path: Path) -> None:

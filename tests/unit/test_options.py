@@ -18,7 +18,8 @@ from qwenharness.pytest_plugin import pytest_addoption
 GOOD = {
     "--models": "tiny,tiny-2x", "--presets": "balanced", "--datasets": "all", "--sample-limit": "arc_easy=5,default=2",
     "--doc-ids": '{"arc_easy": [0, 17]}', "--results-dir": "r", "--run-id": "x", "--backend": "hf",
-    "--data-dir": "d", "--load-format": "dummy", "--judge-max-tokens": "512", "--max-model-len": "2048",
+    "--data-dir": "d", "--load-format": "dummy", "--concurrent-datasets": "off", "--judge-max-tokens": "512",
+    "--max-model-len": "2048",
     "--tensor-parallel-size": "2", "--gpu-memory-utilization": "0.5", "--max-num-seqs": "8", "--dtype": "float32",
     "--kv-cache-dtype": "fp8", "--compilation": "graphs", "--engine-args": "enforce_eager=true",
     "--base-url": "http://127.0.0.1:8000/v1",

@@ -141,7 +141,16 @@ class FakeLL(Task):
         raise NotImplementedError
 
 
-TASKS = {"fake_gen": FakeGen, "fake_ll": FakeLL}
+class FakeGen2(FakeGen):
+    name = "fake_gen2"
+
+    def build_requests(self, docs, options, fewshot_docs=None):
+        return [TaskRequest(str(d["x"]), [GenerationRequest(prompt=f"R{d['x']}", sampling=SamplingParams(max_tokens=4))])
+                for d in docs]
+
+
+TASKS = {"fake_gen": FakeGen, "fake_gen2": FakeGen2, "fake_ll": FakeLL}
+DEFAULT_DATASETS = ("fake_gen", "fake_ll")  # what make_evaluator runs unless told
 
 
 def fake_docs(name: str, limit: int | None = None, seed: int = 1234, **_: Any) -> list[Any]:
@@ -151,7 +160,7 @@ def fake_docs(name: str, limit: int | None = None, seed: int = 1234, **_: Any) -
     return [Doc(i, str(i), {"x": i}) for i in range(n)]
 
 
-def make_evaluator(root: Path, run_id: str, engine: FakeEngine, datasets=("fake_gen", "fake_ll"),
+def make_evaluator(root: Path, run_id: str, engine: FakeEngine, datasets=DEFAULT_DATASETS,
                    **settings: Any) -> tuple[Evaluator, FakePool]:
     pool = FakePool(engine)
     s = EvalSettings(models=["tiny"], datasets=list(datasets), backend="hf", progress=False, **settings)
@@ -331,6 +340,30 @@ def test_log_likelihood_calls_are_sized_by_text_where_the_engine_says_so(tmp_pat
     assert given.calls == 5, "a size the caller gives is used as it is"
 
 
+def test_datasets_evaluated_together_store_what_one_by_one_stores(tmp_path: Path) -> None:
+    """Concurrent datasets (vLLM on a GPU by default) merge generation calls across datasets; the
+    records, the aggregates' metrics, the result order and the manifest are those of a sequential run."""
+    datasets = ("fake_gen", "fake_gen2", "fake_ll")
+    alone = FakeEngine()
+    ev, _ = make_evaluator(tmp_path, "alone", alone, datasets=datasets, concurrent_datasets="off")
+    one_by_one = ev.run()
+    shared = FakeEngine()
+    ev, pool = make_evaluator(tmp_path, "together", shared, datasets=datasets, concurrent_datasets="on")
+    together = ev.run()
+    assert [r.dataset for r in together] == [r.dataset for r in one_by_one] and all(r.ok for r in together)
+    for a, b in zip(one_by_one, together):
+        assert a.aggregate["metrics"] == b.aggregate["metrics"]
+        strip = [{k: v for k, v in r.items() if k != "extra"} for r in records_of(tmp_path, "alone", a.dataset)]
+        assert sorted(strip, key=lambda r: r["doc_id"]) == sorted(
+            ({k: v for k, v in r.items() if k != "extra"} for r in records_of(tmp_path, "together", b.dataset)),
+            key=lambda r: r["doc_id"])
+    assert shared.requests == alone.requests and shared.calls < alone.calls, "generation calls were merged"
+    assert pool.opened == 1
+    manifest = json.loads((tmp_path / "evaluations" / "together" / "manifest.json").read_text())
+    assert {e["evaluation"] for e in manifest["invocations"][-1]["wrote"]} == {f"tiny/balanced/{d}" for d in datasets}
+    assert all(manifest["evaluations"][f"tiny/balanced/{d}"]["status"] == "done" for d in datasets)
+
+
 def test_engine_error_on_one_request_is_isolated(tmp_path: Path) -> None:
     engine = FakeEngine(fail_prompts=("p2",))
     ctx = CachedRunContext("tiny", lambda: engine, ResponseCache(tmp_path, {"id": 2}), progress=False)
@@ -347,14 +380,14 @@ def test_rerun_of_same_run_id_makes_no_engine_call(tmp_path: Path) -> None:
     results = ev.run()
     assert all(r.ok for r in results), [r.error for r in results]
     assert engine.calls > 0
-    first = {d: records_of(tmp_path, "r1", d) for d in TASKS}
+    first = {d: records_of(tmp_path, "r1", d) for d in DEFAULT_DATASETS}
     assert all(len(v) == N_DOCS for v in first.values())
 
     engine2 = FakeEngine()
     ev2, pool2 = make_evaluator(tmp_path, "r1", engine2)
     results2 = ev2.run()
     assert engine2.calls == 0 and pool2.opened == 0, "a rerun must not open an engine nor infer"
-    assert {d: records_of(tmp_path, "r1", d) for d in TASKS} == first
+    assert {d: records_of(tmp_path, "r1", d) for d in DEFAULT_DATASETS} == first
     for r1, r2 in zip(results, results2):
         assert r1.aggregate["metrics"] == r2.aggregate["metrics"]
         assert r2.aggregate["timings"]["new_requests"] == 0
@@ -435,7 +468,7 @@ def test_kill_mid_run_then_resume(tmp_path: Path, kill_on_call: str, kill_in_app
     engine = FakeEngine()
     results = make_evaluator(root, "k", engine)[0].run()
     assert all(r.ok for r in results)
-    for d in TASKS:
+    for d in DEFAULT_DATASETS:
         got, want = records_of(root, "k", d), records_of(reference, "k", d)
         ids = [r["doc_id"] for r in got]
         assert len(ids) == len(set(ids)) == N_DOCS, "every sample exactly once"
