@@ -36,6 +36,7 @@ from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
 from .results import DatasetBusy, ResultStore, RunPaths, now_iso, stable_hash
 from .engines.merging import MergingEngine
 from .run_context import CachedRunContext, EngineFn
+from .scheduling import concurrent_datasets_apply, evaluation_compilation
 from .run_summary import engine_header, format_metric, summary_table  # noqa: F401 - re-exported
 from .data.registry import DATASETS
 from .data.subsets import base_name, parse_selection
@@ -162,36 +163,6 @@ def resolve_config(pool: EngineSource, model: str, preset: str, backend: str = "
     if backend == "openai":
         return pool.resolve(model, preset, backend)
     return pool.resolve(model, preset, **(overrides or {}))
-
-
-def evaluation_compilation(datasets: list[str], task_factory: Callable[[str], Task] | None = None) -> str:
-    """How an evaluation starts vLLM unless --compilation says: "graphs" (CUDA graphs, no torch.compile)
-    when a dataset generates text, "eager" when every one is scored by log-likelihoods.
-
-    torch.compile cost 20-47 s of each engine start on the H200 and CUDA-graph capture 2-8 s
-    (docs/benchmarks.md, 2026-12-01); an evaluation pays them once per model, where a benchmark
-    amortises them. Decoding needs the graphs (eager steps measured 3-4x slower), log-likelihoods
-    decode nothing."""
-    from .tasks import get_task
-
-    factory = task_factory or get_task
-
-    def generates(name: str) -> bool:
-        try:
-            return factory(name).output_type != "loglikelihood"
-        except HarnessError:  # the dataset fails on its own later; graphs suit any task
-            return True
-    return "graphs" if any(generates(d) for d in datasets) else "eager"
-
-
-def concurrent_datasets_apply(mode: str, backend: str, on_gpu: bool) -> bool:
-    """Whether a model's datasets are evaluated together: `mode` "on", or "auto" for vLLM on a GPU,
-    where merged generation calls decode several datasets' answers in one batch (on a CPU the cores
-    are busy with one dataset already)."""
-    if mode not in ("auto", "on", "off"):
-        raise ConfigError(f"concurrent_datasets must be auto, on or off, not {mode!r}",
-                          "use --concurrent-datasets auto, on or off")
-    return mode == "on" or (mode == "auto" and backend == "vllm" and on_gpu)
 
 
 # -- task options -----------------------------------------------------------------------------
@@ -338,23 +309,20 @@ class Evaluator:
         """Change this process's entry in the manifest's `invocations` (found by its id)."""
         if self._invocation is None:  # evaluate() called without run(): no invocation to record
             return
-        with self._invocation_lock:  # datasets evaluated together finish in their own threads
-            self._update_invocation_locked(changes)
-
-    def _update_invocation_locked(self, changes: dict[str, Any]) -> None:
-        assert self._invocation is not None
-        self._invocation.update(changes)
+        invocation = self._invocation
 
         def change(m: dict[str, Any]) -> None:
             for inv in m.setdefault("invocations", []):
-                if inv.get("id") == self._invocation["id"]:
-                    inv.update(self._invocation)
+                if inv.get("id") == invocation["id"]:
+                    inv.update(invocation)
                     break
             else:
-                m["invocations"].append(dict(self._invocation))
+                m["invocations"].append(dict(invocation))
             if changes.get("ended_at"):
                 m["ended_at"] = changes["ended_at"]
-        self.store.mutate_manifest(change)
+        with self._invocation_lock:  # datasets evaluated together finish in their own threads
+            invocation.update(changes)
+            self.store.mutate_manifest(change)
 
     def _end_manifest(self, status: str) -> None:
         self._update_invocation(ended_at=now_iso(), status=status)

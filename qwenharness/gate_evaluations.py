@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .evaluation import DatasetResult, EvalSettings, Evaluator, concurrent_datasets_apply
+from .evaluation import DatasetResult, EvalSettings, Evaluator
+from .scheduling import concurrent_datasets_apply
 from .results import resolve_run_paths
 from .selection import SampleLimits
 from .testing import HarnessOptions

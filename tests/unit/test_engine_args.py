@@ -119,7 +119,8 @@ def test_an_evaluation_starts_vllm_without_compilation(tmp_path) -> None:  # noq
     """Default: CUDA graphs without torch.compile where a dataset of the job generates text, eager
     where all are log-likelihoods; a gate that runs one dataset per test decides over the whole job,
     so one engine serves every dataset of a model. --compilation and other backends are left alone."""
-    from qwenharness.evaluation import EvalSettings, Evaluator, evaluation_compilation
+    from qwenharness.evaluation import EvalSettings, Evaluator
+    from qwenharness.scheduling import evaluation_compilation
     from qwenharness.results import resolve_run_paths
 
     assert evaluation_compilation(["arc_easy", "hellaswag"]) == "eager"

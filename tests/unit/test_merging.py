@@ -161,14 +161,14 @@ def test_the_engine_is_opened_once() -> None:
     ("auto", "vllm", True, True), ("auto", "vllm", False, False), ("auto", "hf", True, False),
     ("on", "hf", False, True), ("off", "vllm", True, False)])
 def test_when_datasets_run_together(mode: str, backend: str, gpu: bool, together: bool) -> None:
-    from qwenharness.evaluation import concurrent_datasets_apply
+    from qwenharness.scheduling import concurrent_datasets_apply
 
     assert concurrent_datasets_apply(mode, backend, gpu) is together
 
 
 def test_an_unknown_mode_names_the_choices() -> None:
     from qwenharness.errors import ConfigError
-    from qwenharness.evaluation import concurrent_datasets_apply
+    from qwenharness.scheduling import concurrent_datasets_apply
 
     with pytest.raises(ConfigError, match="auto, on or off"):
         concurrent_datasets_apply("yes", "vllm", True)
