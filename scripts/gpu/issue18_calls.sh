@@ -9,6 +9,8 @@
 #        harness vs bare vLLM (eval_vs_bare.py) then lm-eval (lmeval_compare.py) on the same documents;
 #        EVAL_PART=harness / lmeval splits the two over calls, EVAL_DATASETS the datasets
 #   bash scripts/gpu/issue18_calls.sh m3      LIMIT_S   carry [.data/pack_tok, .data/pack_data]  the seed's milestone-3 job
+#        (with the harness's defaults: vLLM started without torch.compile, a model's datasets together;
+#        M3_EXTRA="--compilation full --concurrent-datasets off" times it as the 2026-12-04 run did)
 #   bash scripts/gpu/issue18_calls.sh serve   LIMIT_S   carry [.data/pack_tok, .data/pack_data]  vllm serve vs in-process (issue 15)
 #   bash scripts/gpu/issue18_calls.sh probe   LIMIT_S   carry [.data/pack_tok]   engine start and step times of the
 #        three compilation modes (full, graphs, eager), one fresh process each (preset_probe.py)
