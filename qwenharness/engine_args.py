@@ -134,7 +134,8 @@ class EngineSettings:
     def given(self) -> list[str]:
         """The flags given, for "does not apply to the server" errors."""
         flags = [NAMED_FLAGS[k] for k, v in dataclasses.asdict(self).items() if k in NAMED_FLAGS and v is not None]
-        return flags + (["--compilation"] if self.compilation else []) + (["--engine-args"] if self.engine_args else [])
+        return (flags + (["--compilation"] if self.compilation else [])
+                + (["--engine-args"] if self.engine_args else []))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

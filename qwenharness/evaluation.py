@@ -416,8 +416,7 @@ class Evaluator:
                                          config.device == "cuda"):
             return []
         factory = self.task_factory or get_task
-        own_judge = (self.settings.judge_model in (None, model)
-                     and self.settings.judge_backend == self.settings.backend)
+        own_judge = self._judge_shares_engine(model)
 
         def joins(name: str) -> bool:
             try:
@@ -427,7 +426,13 @@ class Evaluator:
         chosen = [d for d in datasets if joins(d)]
         return chosen if len(chosen) > 1 else []
 
-    def _evaluate_together(self, model: str, preset: str, datasets: list[str], config: ResolvedConfig) -> list[str]:
+    def _judge_shares_engine(self, model: str) -> bool:
+        """Whether the judge of `model`'s judged datasets is the model's own engine."""
+        s = self.settings
+        return s.judge_model in (None, model) and s.judge_backend == s.backend and not s.judge_server
+
+    def _evaluate_together(self, model: str, preset: str, datasets: list[str],
+                           config: ResolvedConfig) -> list[str]:
         """Evaluate `datasets` at once, one thread each, sharing one engine whose generation calls
         are merged (engines/merging.py). Returns the datasets another process holds (done later)."""
         backend = self.settings.backend
@@ -501,7 +506,8 @@ class Evaluator:
     def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
         """The engine for a model (or judge): the shared one of a group of datasets evaluated
         together, else the pool's."""
-        if self._group is not None and self._group[0] == (model, preset, backend):
+        if (self._group is not None and self._group[0] == (model, preset, backend)
+                and (role == "model" or self._judge_shares_engine(model))):
             return self._group[1]
         return self._open_engine(model, preset, backend, role)
 

@@ -202,8 +202,7 @@ def get_model_config(
         from .console import did_you_mean
 
         raise ConfigError(f"unknown compilation mode '{compilation}'",
-                          did_you_mean(compilation, COMPILATION_MODES,
-                                       f"use --compilation {', '.join(COMPILATION_MODES[:-1])} or {COMPILATION_MODES[-1]}"))
+                          did_you_mean(compilation, COMPILATION_MODES, "use --compilation full, graphs or eager"))
     if max_model_len is not None and max_model_len > spec.context_length:
         raise ConfigError(
             f"max_model_len {max_model_len} exceeds {spec.name}'s context length {spec.context_length}",

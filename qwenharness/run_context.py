@@ -96,7 +96,8 @@ def generation_settings(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-def call_chunks(items: list[tuple[str, Any]], size: int, limit_chars: int | None = None) -> list[list[tuple[str, Any]]]:
+def call_chunks(items: list[tuple[str, Any]], size: int,
+                limit_chars: int | None = None) -> list[list[tuple[str, Any]]]:
     """`items` (key, request) cut into engine calls of at most `size` requests and, where
     `limit_chars` is given, at most that many characters of log-likelihood text (context and
     continuation; a single longer request still gets a call of its own)."""

@@ -19,11 +19,19 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import EngineDiedError, EngineError
-from .base import Engine, EngineCapabilities, EngineInfo, Generation, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from .base import (
+    Engine,
+    EngineCapabilities,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
 
 GATHER_S = 0.5  # the longest a pending call waits for the other threads of its group
 
@@ -84,7 +92,8 @@ class MergingEngine:
 
     @property
     def capabilities(self) -> EngineCapabilities:
-        return self.engine.capabilities
+        """The engine's, except streaming: answers come back per merged call."""
+        return replace(self.engine.capabilities, streams_results=False)
 
     def apply_chat_template(self, messages: list[dict[str, str]], *, enable_thinking: bool | None = None,
                             add_generation_prompt: bool = True) -> str:

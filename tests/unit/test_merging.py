@@ -172,3 +172,63 @@ def test_an_unknown_mode_names_the_choices() -> None:
 
     with pytest.raises(ConfigError, match="auto, on or off"):
         concurrent_datasets_apply("yes", "vllm", True)
+
+
+def _harness(concurrent: str, gpu: bool, limits: str = "gsm8k=4,default=2"):  # noqa: ANN202
+    from pathlib import Path
+
+    from qwenharness.hardware import H100_80GB
+    from qwenharness.selection import parse_sample_limits
+    from qwenharness.testing import HarnessOptions
+
+    return HarnessOptions(models=["tiny"], presets=["balanced"], datasets=["gsm8k", "arc_easy", "mt_bench"],
+                          backends=["vllm"], sample_limits=parse_sample_limits(limits), data_dir=None,
+                          results_dir=Path("r"), run_id="x", require_gpu=False, validate_only=False,
+                          load_format="auto", gpu=H100_80GB if gpu else None, concurrent_datasets=concurrent)
+
+
+@pytest.mark.parametrize("concurrent, gpu, runs", [
+    ("auto", True, [["gsm8k", "arc_easy", "mt_bench"]]),
+    ("auto", False, [["gsm8k"], ["arc_easy"], ["mt_bench"]]),
+    ("off", True, [["gsm8k"], ["arc_easy"], ["mt_bench"]]),
+    ("on", False, [["gsm8k", "arc_easy", "mt_bench"]])])
+def test_a_models_first_gate_test_evaluates_its_collected_datasets_together(
+        monkeypatch: pytest.MonkeyPatch, concurrent: str, gpu: bool, runs: list[list[str]]) -> None:
+    """Milestone 3 on a GPU: the first test of a model evaluates every dataset of it the session
+    collected, with each dataset's own sample count, and the later tests judge those results; on a
+    CPU (or with --concurrent-datasets off) each test evaluates its own dataset."""
+    import qwenharness.gate_evaluations as ge
+    from qwenharness.evaluation import DatasetResult
+
+    made: list[list[str]] = []
+    limits: list[dict[str, int | None]] = []
+
+    class FakeEvaluator:
+        def __init__(self, settings, paths, **_):  # noqa: ANN001, ANN003
+            made.append(list(settings.datasets))
+            limits.append({d: settings.limit_for(d) for d in settings.datasets})
+            self.settings = settings
+
+        def run(self) -> list[DatasetResult]:
+            return [DatasetResult("tiny", "balanced", d, ok=True) for d in self.settings.datasets]
+
+    monkeypatch.setattr(ge, "Evaluator", FakeEvaluator)
+    gates = ge.GateEvaluations(_harness(concurrent, gpu), pool=None,
+                               collected={"tiny": ["gsm8k", "arc_easy", "mt_bench"]})
+    for dataset in ("gsm8k", "arc_easy", "mt_bench"):
+        settings, result = gates.evaluate("tiny", dataset)
+        assert result.dataset == dataset and result.ok
+        assert settings.datasets == [dataset] and settings.limit_for(dataset) == (4 if dataset == "gsm8k" else 2)
+        assert settings.job_datasets == ["gsm8k", "arc_easy", "mt_bench"]
+    assert made == runs
+    assert all(lim[d] == (4 if d == "gsm8k" else 2) for lim in limits for d in lim), limits
+
+
+def test_the_proxy_does_not_stream() -> None:
+    """A streaming engine (backend openai) hands answers over per request; merged calls cannot."""
+    from dataclasses import replace
+
+    engine = RecordingEngine()
+    engine.capabilities = replace(IN_PROCESS, streams_results=True, call_size_factor=8)
+    caps = MergingEngine(lambda: engine).capabilities
+    assert caps.streams_results is False and caps.call_size_factor == 8

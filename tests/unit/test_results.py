@@ -364,6 +364,28 @@ def test_datasets_evaluated_together_store_what_one_by_one_stores(tmp_path: Path
     assert all(manifest["evaluations"][f"tiny/balanced/{d}"]["status"] == "done" for d in datasets)
 
 
+def test_a_judged_dataset_with_a_judge_of_its_own_stays_out_of_the_group(tmp_path: Path) -> None:
+    """Another judge model (or a judge server) is another engine: evaluated with the model's datasets,
+    the two engines would displace each other, so that dataset runs after the group."""
+    class Judged(FakeGen):
+        name = "judged"
+        needs_judge = True
+
+    factory = {**TASKS, "judged": Judged}
+    config = FakePool(FakeEngine()).resolve("tiny", "balanced")
+
+    def together(**settings: Any) -> list[str]:
+        s = EvalSettings(models=["tiny"], datasets=["fake_gen", "fake_gen2", "judged"], backend="hf",
+                         concurrent_datasets="on", **settings)
+        ev = Evaluator(s, resolve_run_paths(tmp_path, "j"), pool=FakePool(FakeEngine()),
+                       task_factory=lambda n: factory[n]())
+        return ev._together("tiny", s.datasets, config)
+
+    assert together() == ["fake_gen", "fake_gen2", "judged"], "the model judges itself: one engine"
+    assert together(judge_model="qwen2.5_14b") == ["fake_gen", "fake_gen2"]
+    assert together(judge_server={"base_url": "http://127.0.0.1:8001/v1"}) == ["fake_gen", "fake_gen2"]
+
+
 def test_engine_error_on_one_request_is_isolated(tmp_path: Path) -> None:
     engine = FakeEngine(fail_prompts=("p2",))
     ctx = CachedRunContext("tiny", lambda: engine, ResponseCache(tmp_path, {"id": 2}), progress=False)
