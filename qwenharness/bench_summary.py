@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .bench import overhead_verdict
-from .testing import engine_key_of
+from .testing import engine_key_of, item_params
 
 _STASH = pytest.StashKey[dict[tuple[Any, ...], dict[str, Any]]]()
 
@@ -28,7 +28,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     extra = getattr(fixture, "extra_info", None)
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    params = item_params(item)
     key = engine_key_of(params)
     if not extra or key is None:
         return

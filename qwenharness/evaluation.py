@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .errors import ConfigError, EngineDiedError, HarnessError, StorageError
 from .presets import DEFAULT_PRESET, DEFAULT_SEED, ResolvedConfig
@@ -230,6 +230,14 @@ def run_task(task: Task, docs: list[dict[str, Any]], ids: list[str], ctx: Cached
 
 # -- the runner -------------------------------------------------------------------------------
 
+class _Group(NamedTuple):
+    """The datasets of one model x preset evaluated together, and the engine they share."""
+
+    key: tuple[str, str, str]  # (model, preset, backend)
+    engine: MergingEngine
+    datasets: list[str]
+
+
 class Evaluator:
     """Runs EvalSettings into one run directory. Pass `pool` to reuse an open EnginePool."""
 
@@ -258,9 +266,7 @@ class Evaluator:
         self._invocation: dict[str, Any] | None = None  # this process's entry in manifest["invocations"]
         self._current_entries: set[str] = set()  # the evaluations this process is running now
         self._invocation_lock = threading.RLock()
-        # the datasets of one model x preset evaluated together: (model, preset, backend), their shared
-        # engine, their names
-        self._group: tuple[tuple[str, str, str], MergingEngine, list[str]] | None = None
+        self._group: _Group | None = None  # the datasets being evaluated together, if any
         self.on_start: Callable[[Path], Any] | None = None  # called with the run directory once it exists
         from .engine_args import EngineSettings
 
@@ -392,38 +398,29 @@ class Evaluator:
                 self.pool.close()
         return self.results
 
-    def _ordered_datasets(self) -> list[str]:
-        """Judged datasets last, so a separate judge engine displaces the model's engine only once."""
+    def _needs_judge(self, dataset: str) -> bool:
+        """Whether the dataset's task is judged (False for one that cannot be made: it fails on its own)."""
         from .tasks import get_task
 
-        factory = self.task_factory or get_task
+        try:
+            return (self.task_factory or get_task)(dataset).needs_judge
+        except HarnessError:
+            return False
 
-        def judged(name: str) -> bool:
-            try:
-                return factory(name).needs_judge
-            except HarnessError:
-                return False
-        return sorted(self.settings.datasets, key=judged)
+    def _ordered_datasets(self) -> list[str]:
+        """Judged datasets last, so a separate judge engine displaces the model's engine only once."""
+        return sorted(self.settings.datasets, key=self._needs_judge)
 
     def _together(self, model: str, datasets: list[str], config: ResolvedConfig) -> list[str]:
         """The datasets of one model x preset to evaluate at once (at least two, else none).
 
         See `concurrent_datasets_apply`. A judged dataset whose judge is another engine stays out: the
         two engines would displace each other."""
-        from .tasks import get_task
-
         if not concurrent_datasets_apply(self.settings.concurrent_datasets, self.settings.backend,
                                          config.device == "cuda"):
             return []
-        factory = self.task_factory or get_task
         own_judge = self._judge_shares_engine(model)
-
-        def joins(name: str) -> bool:
-            try:
-                return own_judge or not factory(name).needs_judge
-            except HarnessError:
-                return True  # fails on its own, in its thread
-        chosen = [d for d in datasets if joins(d)]
+        chosen = [d for d in datasets if own_judge or not self._needs_judge(d)]
         return chosen if len(chosen) > 1 else []
 
     def _judge_shares_engine(self, model: str) -> bool:
@@ -437,7 +434,7 @@ class Evaluator:
         are merged (engines/merging.py). Returns the datasets another process holds (done later)."""
         backend = self.settings.backend
         merger = MergingEngine(lambda: self._open_engine(model, preset, backend))
-        self._group = ((model, preset, backend), merger, list(datasets))
+        self._group = _Group((model, preset, backend), merger, list(datasets))
         outcome: dict[str, DatasetResult | BaseException | None] = {}
 
         def work(dataset: str) -> None:
@@ -506,9 +503,9 @@ class Evaluator:
     def _engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
         """The engine for a model (or judge): the shared one of a group of datasets evaluated
         together, else the pool's."""
-        if (self._group is not None and self._group[0] == (model, preset, backend)
+        if (self._group is not None and self._group.key == (model, preset, backend)
                 and (role == "model" or self._judge_shares_engine(model))):
-            return self._group[1]
+            return self._group.engine
         return self._open_engine(model, preset, backend, role)
 
     def _open_engine(self, model: str, preset: str, backend: str, role: str = "model") -> Any:
@@ -650,7 +647,7 @@ class Evaluator:
                       if judge_config else None),
             "timings": {"wall_s": time.perf_counter() - t0, "resumed_records": len(docs) - len(todo),
                         "started_unix": t0_unix, "finished_unix": time.time(),
-                        "evaluated_together": list(self._group[2]) if self._group else None,
+                        "evaluated_together": list(self._group.datasets) if self._group else None,
                         **ctx.stats.to_dict()},
             "engine": engine_info, "started_at": started, "finished_at": now_iso(),
         })

@@ -8,7 +8,6 @@ The stored results, and what each test asserts, are the same either way.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from .evaluation import DatasetResult, EvalSettings, Evaluator
@@ -62,4 +61,4 @@ class GateEvaluations:
 
     def _run(self, settings: EvalSettings) -> list[DatasetResult]:
         paths = resolve_run_paths(self.harness.results_dir, self.harness.run_id)
-        return Evaluator(replace(settings), paths, pool=self.pool, replace_stale=True).run()
+        return Evaluator(settings, paths, pool=self.pool, replace_stale=True).run()

@@ -25,6 +25,12 @@ ENGINE_PARAMS = ("model_name", "preset_name", "backend_name")
 ENGINE_KEY_PARAM = "engine_key"
 
 
+def item_params(item: Any) -> Mapping[str, Any]:
+    """A collected pytest item's parameters ({} for a test that is not parametrized)."""
+    callspec = getattr(item, "callspec", None)  # pytest sets it on parametrized items only
+    return callspec.params if callspec is not None else {}
+
+
 def engine_key_of(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The (model, preset, backend) a parametrized test runs on, or None for a test without an engine."""
     if ENGINE_KEY_PARAM in params:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ..gate_evidence import GateEvidence
-from ..testing import HarnessOptions
+from ..testing import HarnessOptions, item_params
 from .session import harness_options
 
 
@@ -35,7 +35,7 @@ def gate_evaluations(request: pytest.FixtureRequest, harness: HarnessOptions, en
 
     collected: dict[str, list[str]] = {}
     for item in request.session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
+        params = item_params(item)
         if "model_name" in params and "dataset_name" in params:
             datasets = collected.setdefault(params["model_name"], [])
             if params["dataset_name"] not in datasets:

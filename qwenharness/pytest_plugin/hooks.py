@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..testing import engine_key_of
+from ..testing import engine_key_of, item_params
 from .session import harness_options
 
 
@@ -43,7 +43,7 @@ def _milestone_rank(item: pytest.Item) -> int:
 
 # -- engines: one alive at a time, each opened once per session (issue 3) --------------------------
 def _engine_key(item: pytest.Item) -> tuple[object, ...] | None:
-    return engine_key_of(getattr(getattr(item, "callspec", None), "params", {}))
+    return engine_key_of(item_params(item))
 
 
 @pytest.hookimpl(trylast=True)
